@@ -1,0 +1,29 @@
+"""``autoslim profiles list|show``: the hardware profiles fronts are priced on."""
+
+from __future__ import annotations
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+import typer
+
+from autoslim.cost import builtin_profiles, get_profile
+
+app = typer.Typer(no_args_is_help=True, help="Hardware profiles.")
+
+
+@app.command("list")
+def list_() -> None:
+    """List the built-in profiles."""
+    table = Table("name", "kind", "objective", "batch", "description")
+    for p in builtin_profiles().values():
+        table.add_row(p.name, p.kind, p.objective, str(p.batch_size), p.description)
+    Console().print(table)
+
+
+@app.command()
+def show(name: str) -> None:
+    """Show one profile (built-in name or YAML path) with its sources."""
+    from dataclasses import asdict
+
+    typer.echo(yaml.safe_dump(asdict(get_profile(name)), sort_keys=False))

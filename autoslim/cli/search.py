@@ -1,0 +1,55 @@
+"""``autoslim search``: run (or resume) a study and write a Pareto front per hardware profile."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoslim.cli.progress import progress_reporter
+from autoslim.cost import ProfileError, builtin_profiles, get_profile
+from autoslim.search import SearchConfig, SpaceError, default_space_path, load_space, run_search
+from autoslim.search.study import StudyMismatchError
+
+
+def search(
+    budget: int = typer.Option(50, help="Finished trials the study should hold (a rerun only tops up)."),
+    task: str = typer.Option("mnist1d-cnn", help="Built-in task name or 'module:attr'."),
+    space: Path | None = typer.Option(None, help="Search space YAML [default: search_spaces/default.yaml]."),
+    profile: list[str] | None = typer.Option(None, help="Profile name or YAML path; repeat for several."),
+    study: str = typer.Option("default", help="Study name: results go to RESULTS/<study>/."),
+    results: Path = typer.Option(Path("results"), help="Folder holding one sub-folder per study."),
+    seed: int = typer.Option(0, help="Sampler seed; trial n uses seed + n."),
+    workers: int | None = typer.Option(None, help="Parallel single-thread trials [default: CPU cores]."),
+    timeout: float | None = typer.Option(None, help="Stop starting trials after this many seconds."),
+) -> None:
+    """Search compression plans; write trials.csv and pareto_<profile>.csv/.png under RESULTS/<study>/."""
+    console = Console()
+    try:
+        sp = load_space(space or default_space_path())
+        names = profile or list(sp.profiles) or list(builtin_profiles())
+        profiles = [get_profile(n) for n in names]
+        config = SearchConfig(space=sp, profiles=profiles, budget=budget, task=task, study=study,
+                              results_dir=results, seed=seed, workers=workers, timeout_s=timeout)  # fmt: skip
+        with progress_reporter(console, budget) as report:
+            outcome = run_search(config, on_progress=report)
+    except (SpaceError, ProfileError, StudyMismatchError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    for note in outcome.notes:
+        console.print(note)
+    for p in profiles:
+        front = outcome.fronts[p.name]
+        table = Table(title=f"{p.name}: Pareto front (accuracy vs. {p.objective})", title_justify="left")
+        for col in ("trial", "accuracy", "latency ms", "bytes", "plan"):
+            table.add_column(col, overflow="fold")
+        for _, r in front.iterrows():
+            table.add_row(str(r["trial"]), f"{r['accuracy']:.2%}", f"{r[f'{p.name}.latency_ms']:.4g}",
+                          f"{int(r[f'{p.name}.model_bytes']):,}", r["plan"])  # fmt: skip
+        console.print(table)
+    console.print(f"{outcome.ran} trial(s) run now; results in {outcome.folder}/")
+    if outcome.interrupted:
+        sys.exit(130)

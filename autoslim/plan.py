@@ -1,0 +1,75 @@
+"""CompressionPlan: the ordered technique steps of one trial; round-trips to JSON.
+
+Steps always run in the canonical order (cut -> structured prune -> low-rank -> unstructured prune / sharing ->
+distill -> quantize): structural changes first, then the distillation fine-tune that recovers them (masks keep
+pruned zeros at zero through it), then quantization so the deployed numerics are the ones measured.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from autoslim.techniques import get_technique
+
+
+@dataclass(frozen=True)
+class Step:
+    technique: str
+    config: Any  # the technique's frozen config dataclass
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"technique": self.technique, "config": asdict(self.config)}
+
+
+@dataclass(frozen=True)
+class CompressionPlan:
+    steps: tuple[Step, ...] = ()
+
+    @classmethod
+    def from_params(cls, steps: dict[str, dict[str, Any]]) -> CompressionPlan:
+        """Build from ``{technique: {field: value}}``; validates every config and sorts into canonical order."""
+        built = [Step(name, get_technique(name).make_config(dict(params))) for name, params in steps.items()]
+        built.sort(key=lambda s: get_technique(s.technique).order)
+        return cls(tuple(built))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": [s.to_dict() for s in self.steps]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompressionPlan:
+        return cls.from_params({s["technique"]: s["config"] for s in data["steps"]})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CompressionPlan:
+        return cls.from_dict(json.loads(text))
+
+    @property
+    def is_baseline(self) -> bool:
+        return not self.steps
+
+    def describe(self) -> str:
+        """The plan in words, e.g. ``cut 1 block → prune 50% channels (l2) → KD 3 ep → int4 weights``."""
+        return " → ".join(_describe_step(s) for s in self.steps) or "baseline (uncompressed)"
+
+
+def _describe_step(step: Step) -> str:
+    c = step.config
+    name = step.technique
+    if name == "cut.blocks":
+        return f"cut {c.fraction:.0%} of blocks" if c.fraction is not None else f"cut {c.n_blocks} block(s)"
+    if name == "prune.structured":
+        return f"prune {c.ratio:.0%} channels ({c.importance})"
+    if name == "prune.unstructured":
+        return f"zero {c.amount:.0%} weights ({c.scope})"
+    if name == "distill.kd":
+        return f"KD {c.epochs} ep lr {c.lr:.1g} T{c.temperature:.1f}"
+    if name == "quantize":
+        act = f"/a{c.act_bits}" if c.act_bits else ""
+        return f"w{c.weight_bits}{act}"
+    fields = ", ".join(f"{k}={v}" for k, v in asdict(c).items())
+    return f"{name}({fields})"

@@ -1,0 +1,52 @@
+"""The study as a table: one row per trial with its plan, accuracy, every profile's costs and status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import optuna
+import pandas as pd
+
+from autoslim.cost import HardwareProfile
+from autoslim.report.pareto import pareto_front
+
+COST_FIELDS = ("latency_ms", "model_bytes", "peak_activation_bytes", "macs")
+
+
+def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd.DataFrame:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        if "status" not in a:
+            continue  # never ran (queued) or still running
+        row: dict = {
+            "trial": t.number,
+            "status": a["status"],
+            "accuracy": a.get("accuracy"),
+            "params": a.get("params"),
+            "duration_s": round(a.get("duration_s", 0.0), 2),
+            "plan": a.get("plan_words", ""),
+            "is_baseline": bool(a.get("baseline", False)),
+        }
+        costs = a.get("costs", {})
+        for p in profiles:
+            for f in COST_FIELDS:
+                row[f"{p.name}.{f}"] = costs.get(p.name, {}).get(f)
+        row.update({f"param.{k}": v for k, v in t.params.items()})
+        row["reason"] = a.get("reason", "")
+        row["plan_json"] = json.dumps(a.get("plan", {}), sort_keys=True)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def front_frame(df: pd.DataFrame, profile: HardwareProfile) -> pd.DataFrame:
+    """This profile's Pareto front (accuracy vs. its objective), sorted by cost."""
+    col = f"{profile.name}.{profile.objective}"
+    ok = df[(df["status"] == "ok") & df[col].notna()] if len(df) else df
+    if ok.empty:
+        return ok
+    mask = pareto_front(ok["accuracy"].tolist(), ok[col].tolist())
+    front = ok[mask].sort_values(col)
+    # Equal points (same accuracy and cost) are one configuration: keep the first trial.
+    return front.drop_duplicates(subset=["accuracy", col])

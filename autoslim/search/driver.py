@@ -1,0 +1,194 @@
+"""The driver: the one place the Optuna study (ask / tell) meets an executor (run_trial).
+
+``run_search`` keeps the executor's slots busy until the study holds ``budget`` finished trials, so rerunning
+the same command after a crash finishes the job and a rerun with a larger budget runs only the difference.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from autoslim.cost import HardwareProfile
+from autoslim.execution import Executor, InlineExecutor, ProcessExecutor
+from autoslim.plan import CompressionPlan
+from autoslim.report import trials_frame, write_report
+from autoslim.search.space import SearchSpace
+from autoslim.search.study import INTERRUPTED, fail_stale_trials, finished_count, objective_names, open_study
+from autoslim.tasks import load_task
+from autoslim.trial import TrialResult, TrialSpec
+
+
+@dataclass
+class SearchConfig:
+    space: SearchSpace
+    profiles: Sequence[HardwareProfile]
+    budget: int = 50
+    task: str = "mnist1d-cnn"
+    study: str = "default"
+    results_dir: Path = Path("results")
+    seed: int = 0
+    workers: int | None = None  # None: one single-threaded worker per CPU core; 1: run inline
+    timeout_s: float | None = None
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.results_dir) / self.study
+
+
+@dataclass
+class Progress:
+    done: int
+    budget: int
+    result: TrialResult | None
+    best: str = ""
+
+
+@dataclass
+class SearchOutcome:
+    folder: Path
+    trials: pd.DataFrame
+    fronts: dict[str, pd.DataFrame]
+    ran: int  # trials run by this call
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, result: TrialResult,
+            profiles: Sequence[HardwareProfile]) -> None:  # fmt: skip
+    for key, value in {
+        "status": result.status, "reason": result.reason, "plan": plan.to_dict(), "plan_words": plan.describe(),
+        "accuracy": result.accuracy, "costs": result.costs, "params": result.params,
+        "duration_s": result.duration_s, "steps": result.steps,
+    }.items():  # fmt: skip
+        trial.set_user_attr(key, value)
+    if result.status == "ok":
+        values = [result.accuracy] + [result.costs[p.name][p.objective] for p in profiles]
+        study.tell(trial, values)
+    else:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+class _Headline:
+    """'Best so far' for progress lines: the smallest model within 1 pp of the baseline's accuracy."""
+
+    def __init__(self, df: pd.DataFrame, profile: HardwareProfile) -> None:
+        self.col = f"{profile.name}.model_bytes"
+        ok = df[df["status"] == "ok"] if len(df) else df
+        base = ok[ok["is_baseline"]] if len(ok) else ok
+        self.base_acc = float(base["accuracy"].iloc[0]) if len(base) else None
+        self.base_bytes = float(base[self.col].iloc[0]) if len(base) else None
+        self.results: list[tuple[float, float]] = list(zip(ok["accuracy"], ok[self.col])) if len(ok) else []
+
+    def add(self, r: TrialResult, profile: HardwareProfile, baseline: bool) -> None:
+        if r.status != "ok" or r.accuracy is None:
+            return
+        size = float(r.costs[profile.name]["model_bytes"])
+        if baseline and self.base_acc is None:
+            self.base_acc, self.base_bytes = r.accuracy, size
+        self.results.append((r.accuracy, size))
+
+    def text(self) -> str:
+        if self.base_acc is None or self.base_bytes is None or not self.results:
+            return ""
+        within = [s for a, s in self.results if a >= self.base_acc - 0.01]
+        best_acc = max(a for a, _ in self.results)
+        return f"best acc {best_acc:.2%} · smallest ≤1pp drop {self.base_bytes / min(within):.1f}x" if within else ""
+
+
+def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] | None = None) -> SearchOutcome:
+    task = load_task(config.task)  # trains and caches the teacher before any worker starts
+    profiles = list(config.profiles)
+    metadata = {
+        "task": config.task, "space": config.space.name, "profiles": [p.name for p in profiles],
+        "objectives": objective_names(profiles),
+    }  # fmt: skip
+    study = open_study(config.folder, config.study, metadata=metadata, n_objectives=len(profiles) + 1, seed=config.seed)
+    study.set_metric_names(objective_names(profiles))
+    notes = []
+    stale = fail_stale_trials(study)
+    if stale:
+        notes.append(f"{stale} trial(s) interrupted by an earlier run were marked failed and will be re-run")
+    _enqueue_baseline_and_recipes(study, config.space)
+
+    done = finished_count(study)
+    headline = _Headline(trials_frame(study, profiles), profiles[0])
+    if on_progress:
+        on_progress(Progress(done, config.budget, None, headline.text()))
+    executor: Executor = (
+        InlineExecutor(task) if config.workers == 1 else ProcessExecutor(config.task, workers=config.workers)
+    )
+    running: dict[Future, tuple[optuna.Trial, CompressionPlan]] = {}
+    ran, interrupted = 0, False
+    deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+    try:
+        while True:
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            while not out_of_time and len(running) < executor.slots and done + len(running) < config.budget:
+                trial = study.ask()
+                try:
+                    # The baseline runs no step at all, even where the space has `when: always` techniques.
+                    baseline = trial.user_attrs.get("baseline", False)
+                    plan = CompressionPlan() if baseline else CompressionPlan.from_params(config.space.sample(trial))
+                except (ValueError, TypeError) as exc:  # a sampled combination no config accepts
+                    plan = CompressionPlan()
+                    _record(study, trial, plan, TrialResult("infeasible", reason=str(exc)), profiles)
+                    done += 1
+                    continue
+                spec = TrialSpec(plan.to_dict(), tuple(profiles), seed=config.seed + trial.number, number=trial.number)
+                running[executor.submit(spec)] = (trial, plan)
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                trial, plan = running.pop(fut)
+                result = fut.result()
+                _record(study, trial, plan, result, profiles)
+                done, ran = done + 1, ran + 1
+                headline.add(result, profiles[0], plan.is_baseline)
+                if on_progress:
+                    on_progress(Progress(done, config.budget, result, headline.text()))
+    except KeyboardInterrupt:
+        interrupted = True
+        for trial, _plan in running.values():
+            trial.set_user_attr("status", INTERRUPTED)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        notes.append("interrupted: finished trials are saved; run the same command to resume")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        executor.close()
+    df = trials_frame(study, profiles)
+    fronts = write_report(config.folder, df, profiles)
+    return SearchOutcome(config.folder, df, fronts, ran, interrupted, notes)
+
+
+def _enqueue_baseline_and_recipes(study: optuna.Study, space: SearchSpace) -> None:
+    """The baseline is always a trial of the study; recipes are tried once, first."""
+    trials = study.get_trials(deepcopy=False)
+    if not trials:
+        study.enqueue_trial({}, user_attrs={"baseline": True})
+        for recipe in space.recipes:
+            study.enqueue_trial(space.recipe_params(recipe))
+        return
+    if not any(t.user_attrs.get("baseline") and t.user_attrs.get("status") != INTERRUPTED for t in trials):
+        study.enqueue_trial({}, user_attrs={"baseline": True})  # the earlier one was interrupted
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

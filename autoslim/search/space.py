@@ -1,0 +1,215 @@
+"""Search spaces: YAML -> validated ``SearchSpace`` -> define-by-run sampling of a ``CompressionPlan``.
+
+Grammar (see ``search_spaces/README.md``)::
+
+    name: default
+    profiles: [gpu-a100, x86-avx512-vnni]      # optional; --profile overrides
+    techniques:
+      prune.structured:
+        when: optional                          # optional (sampled on/off) | always | structural
+        params:
+          ratio: {float: [0.2, 0.85]}           # float / int ranges, with optional log: true, step: x
+          importance: {choice: [l1, l2]}
+          round_to: 8                           # a plain value is fixed
+    recipes:                                    # plans tried first (the baseline always is)
+      - {quantize: {weight_bits: 8, act_bits: 8}}
+
+Every error names the file and the field, and is raised before any trial runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from autoslim.techniques import get_technique, list_techniques
+
+WHEN = ("optional", "always", "structural")
+STRUCTURAL_BEFORE = 60.0  # techniques ordered before distillation change the model's structure or weights
+
+
+class SpaceError(ValueError):
+    """A search space file is invalid; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    kind: str  # "int" | "float" | "choice" | "fixed"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    value: Any = None
+
+    def sample(self, trial: optuna.Trial, name: str) -> Any:
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "choice":
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.kind == "int":
+            assert self.low is not None and self.high is not None
+            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        assert self.low is not None and self.high is not None
+        return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
+
+
+@dataclass(frozen=True)
+class TechniqueSpec:
+    name: str
+    when: str
+    params: dict[str, ParamSpec]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    techniques: tuple[TechniqueSpec, ...]  # canonical order
+    profiles: tuple[str, ...] = ()
+    recipes: tuple[dict[str, dict[str, Any]], ...] = ()
+    source: str = "<space>"
+
+    def sample(self, trial: optuna.Trial) -> dict[str, dict[str, Any]]:
+        """Define-by-run: decide each technique on/off, then its parameters; returns plan steps."""
+        steps: dict[str, dict[str, Any]] = {}
+        structural_on = False
+        for t in self.techniques:
+            if t.when == "always":
+                on = True
+            elif t.when == "structural":
+                on = structural_on
+            else:
+                on = bool(trial.suggest_categorical(t.name, [True, False]))
+            if not on:
+                continue
+            steps[t.name] = {p: spec.sample(trial, f"{t.name}.{p}") for p, spec in t.params.items()}
+            structural_on |= get_technique(t.name).order < STRUCTURAL_BEFORE
+        return steps
+
+    def recipe_params(self, recipe: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Optuna params that make ``sample`` return ``recipe`` (for ``study.enqueue_trial``)."""
+        out: dict[str, Any] = {}
+        for t in self.techniques:
+            if t.when == "optional":
+                out[t.name] = t.name in recipe
+            for p, value in recipe.get(t.name, {}).items():
+                if t.params.get(p, ParamSpec("fixed")).kind != "fixed":
+                    out[f"{t.name}.{p}"] = value
+        return out
+
+
+_PARAM_KEYS = {"int", "float", "choice", "log", "step"}
+
+
+def _param(where: str, value: Any) -> ParamSpec:
+    if not isinstance(value, dict):
+        return ParamSpec("fixed", value=value)
+    unknown = sorted(set(value) - _PARAM_KEYS)
+    if unknown:
+        raise SpaceError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(_PARAM_KEYS)}")
+    kinds = [k for k in ("int", "float", "choice") if k in value]
+    if len(kinds) != 1:
+        raise SpaceError(f"{where}: give exactly one of int: [low, high], float: [low, high], choice: [...]")
+    kind = kinds[0]
+    if kind == "choice":
+        choices = value["choice"]
+        if not isinstance(choices, list) or not choices:
+            raise SpaceError(f"{where}: choice must be a non-empty list")
+        return ParamSpec("choice", choices=tuple(choices))
+    bounds = value[kind]
+    ok = isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)
+    if not ok or bounds[0] > bounds[1]:
+        raise SpaceError(f"{where}: {kind} must be [low, high] with low <= high, got {bounds!r}")
+    log = bool(value.get("log", False))
+    if log and bounds[0] <= 0:
+        raise SpaceError(f"{where}: log: true needs low > 0, got {bounds[0]}")
+    if log and "step" in value:
+        raise SpaceError(f"{where}: step and log: true cannot be combined")
+    return ParamSpec(kind, low=bounds[0], high=bounds[1], log=log, step=value.get("step"))
+
+
+def _check_values(where: str, technique: str, params: dict[str, ParamSpec]) -> None:
+    """Build the config at a corner of the space so a bad value fails now, not in trial 37."""
+    corner = {}
+    for p, spec in params.items():
+        corner[p] = spec.value if spec.kind == "fixed" else spec.choices[0] if spec.kind == "choice" else (
+            int(spec.low) if spec.kind == "int" else spec.low)  # type: ignore[arg-type]
+    try:
+        get_technique(technique).make_config(corner)
+    except (ValueError, TypeError) as exc:
+        raise SpaceError(f"{where}: {exc}") from exc
+
+
+def space_from_dict(data: Any, *, source: str = "<space>") -> SearchSpace:
+    if not isinstance(data, dict):
+        raise SpaceError(f"{source}: a search space must be a mapping")
+    unknown = sorted(set(data) - {"name", "profiles", "techniques", "recipes", "description"})
+    if unknown:
+        raise SpaceError(f"{source}: unknown field(s) {unknown}; allowed: description, name, profiles, recipes, techniques")
+    techs = data.get("techniques")
+    if not isinstance(techs, dict) or not techs:
+        raise SpaceError(f"{source}: field 'techniques' must map technique names to their settings")
+    specs = []
+    for name, body in techs.items():
+        where = f"{source}: techniques.{name}"
+        try:
+            tech = get_technique(name)
+        except KeyError:
+            raise SpaceError(f"{where}: unknown technique; known: {list_techniques()}") from None
+        body = body or {}
+        extra = sorted(set(body) - {"when", "params"})
+        if extra:
+            raise SpaceError(f"{where}: unknown field(s) {extra}; allowed: params, when")
+        when = body.get("when", "optional")
+        if when not in WHEN:
+            raise SpaceError(f"{where}.when: must be one of {WHEN}, got {when!r}")
+        allowed = {f.name for f in fields(tech.config_cls)}
+        params = {}
+        for p, v in (body.get("params") or {}).items():
+            if p not in allowed:
+                raise SpaceError(f"{where}.params.{p}: not a field of {name}; allowed: {sorted(allowed)}")
+            params[p] = _param(f"{where}.params.{p}", v)
+        _check_values(where, name, params)
+        specs.append((tech.order, TechniqueSpec(name, when, params)))
+    specs.sort(key=lambda x: x[0])
+    profiles = data.get("profiles", [])
+    if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
+        raise SpaceError(f"{source}: field 'profiles' must be a list of profile names")
+    space = SearchSpace(
+        name=str(data.get("name", Path(source).stem)), techniques=tuple(s for _, s in specs),
+        profiles=tuple(profiles), source=source,
+    )  # fmt: skip
+    recipes = data.get("recipes", []) or []
+    if not isinstance(recipes, list):
+        raise SpaceError(f"{source}: field 'recipes' must be a list of plans")
+    names = {t.name for t in space.techniques}
+    for i, r in enumerate(recipes):
+        if not isinstance(r, dict) or not set(r) <= names:
+            raise SpaceError(f"{source}: recipes[{i}]: every key must be a technique of this space: {sorted(names)}")
+        for t, params in r.items():
+            try:
+                get_technique(t).make_config(dict(params or {}))
+            except (ValueError, TypeError) as exc:
+                raise SpaceError(f"{source}: recipes[{i}].{t}: {exc}") from exc
+    return SearchSpace(space.name, space.techniques, space.profiles, tuple(recipes), source)
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    path = Path(path)
+    if not path.exists():
+        raise SpaceError(f"{path}: no such search space file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpaceError(f"{path}: not valid YAML: {exc}") from exc
+    return space_from_dict(data, source=str(path))
+
+
+def default_space_path() -> Path:
+    """``search_spaces/default.yaml`` in the working directory, else the one beside the (editable) package."""
+    here = Path.cwd() / "search_spaces" / "default.yaml"
+    return here if here.exists() else Path(__file__).resolve().parents[2] / "search_spaces" / "default.yaml"

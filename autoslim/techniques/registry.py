@@ -1,0 +1,95 @@
+"""Technique registry: a dotted name -> (frozen config class, apply function).
+
+A technique is a frozen dataclass of parameters plus ``apply(model, config, ctx) -> model``.
+Adding one needs no change to the core::
+
+    from dataclasses import dataclass
+    from autoslim.techniques import register, ApplyContext
+
+    @dataclass(frozen=True)
+    class ScaleConfig:
+        factor: float = 1.0
+
+    @register("demo.scale", ScaleConfig)
+    def apply(model, config: ScaleConfig, ctx: ApplyContext):
+        ...
+        return model
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class InfeasibleError(Exception):
+    """The model cannot take this technique with this config; the trial becomes infeasible."""
+
+
+@dataclass
+class ApplyContext:
+    """What a technique may need besides the model: data, the teacher, a seed, a record of effects."""
+
+    example_inputs: Any
+    teacher: nn.Module | None = None
+    train_data: Any = None  # an in-memory (inputs, targets) pair
+    calibration_inputs: Any = None  # a batch of inputs for statistics (activation ranges, block importance)
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    notes: dict[str, Any] = field(default_factory=dict)  # techniques record what they did here
+    cache: dict[str, Any] = field(default_factory=dict)  # per-process reuse across trials (teacher logits)
+
+
+ApplyFn = Callable[[nn.Module, Any, ApplyContext], nn.Module]
+
+
+@dataclass(frozen=True)
+class Technique:
+    name: str
+    config_cls: type
+    apply: ApplyFn
+    order: float  # position in a plan's canonical order (lower runs first)
+
+    def make_config(self, params: dict[str, Any]) -> Any:
+        known = {f.name for f in fields(self.config_cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown field(s) {unknown}; allowed: {sorted(known)}")
+        return self.config_cls(**params)
+
+
+_REGISTRY: dict[str, Technique] = {}
+
+
+def register(name: str, config_cls: type, *, order: float = 55.0) -> Callable[[ApplyFn], ApplyFn]:
+    """Register ``apply`` under a stable dotted ``name``; a duplicate name raises.
+
+    ``order`` places the technique in a plan's canonical order. Built-ins: cut 10, structured pruning 20,
+    low-rank 30, unstructured pruning 40, weight sharing 50, distillation 60, quantization 70. The default puts
+    a plug-in after the structural steps and before the distillation fine-tune that recovers them.
+    """
+
+    def deco(fn: ApplyFn) -> ApplyFn:
+        if name in _REGISTRY:
+            raise ValueError(f"technique {name!r} is already registered")
+        _REGISTRY[name] = Technique(name, config_cls, fn, order)
+        return fn
+
+    return deco
+
+
+def get_technique(name: str) -> Technique:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown technique {name!r}; known: {sorted(_REGISTRY)}") from None
+
+
+def list_techniques(pattern: str = "*") -> list[str]:
+    """Registered names matching a glob, e.g. ``list_techniques("prune.*")``."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
