@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+WeightLayer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
 
 
 def call_model(model: nn.Module, inputs: Any) -> torch.Tensor:
@@ -71,7 +72,7 @@ def iter_batches(
         yield take(inputs, idx), targets[idx], idx
 
 
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def weight_layers(model: nn.Module) -> list[tuple[str, WeightLayer]]:
     """Conv and Linear layers: the layers whose weights techniques prune, quantize and price."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
 

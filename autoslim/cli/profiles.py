@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
-import typer
 
 from autoslim.cost import builtin_profiles, get_profile
 

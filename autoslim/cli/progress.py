@@ -14,13 +14,16 @@ from autoslim.search import Progress as SearchProgress
 @contextmanager
 def progress_reporter(console: Console, budget: int) -> Iterator[Callable[[SearchProgress], None]]:
     if not console.is_terminal:
+
         def plain(p: SearchProgress) -> None:
             if p.result is None:
                 console.print(f"search: {p.done}/{p.budget} trials already finished", highlight=False)
                 return
             r = p.result
             acc = f"acc {r.accuracy:.2%}" if r.accuracy is not None else r.reason.splitlines()[0][:80]
-            console.print(f"trial {p.done}/{p.budget}: {r.status} {acc} ({r.duration_s:.1f}s) {p.best}", highlight=False)
+            console.print(
+                f"trial {p.done}/{p.budget}: {r.status} {acc} ({r.duration_s:.1f}s) {p.best}", highlight=False
+            )
 
         yield plain
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,15 +17,15 @@ from autoslim.search.study import StudyMismatchError
 
 
 def search(
-    budget: int = typer.Option(50, help="Finished trials the study should hold (a rerun only tops up)."),
-    task: str = typer.Option("mnist1d-cnn", help="Built-in task name or 'module:attr'."),
-    space: Path | None = typer.Option(None, help="Search space YAML [default: search_spaces/default.yaml]."),
-    profile: list[str] | None = typer.Option(None, help="Profile name or YAML path; repeat for several."),
-    study: str = typer.Option("default", help="Study name: results go to RESULTS/<study>/."),
-    results: Path = typer.Option(Path("results"), help="Folder holding one sub-folder per study."),
-    seed: int = typer.Option(0, help="Sampler seed; trial n uses seed + n."),
-    workers: int | None = typer.Option(None, help="Parallel single-thread trials [default: CPU cores]."),
-    timeout: float | None = typer.Option(None, help="Stop starting trials after this many seconds."),
+    budget: Annotated[int, typer.Option(help="Finished trials the study should hold (a rerun only tops up).")] = 50,
+    task: Annotated[str, typer.Option(help="Built-in task name or 'module:attr'.")] = "mnist1d-cnn",
+    space: Annotated[Path | None, typer.Option(help="Search space YAML [default: search_spaces/default.yaml].")] = None,
+    profile: Annotated[list[str] | None, typer.Option(help="Profile name or YAML path; repeat for several.")] = None,
+    study: Annotated[str, typer.Option(help="Study name: results go to RESULTS/<study>/.")] = "default",
+    results: Annotated[Path, typer.Option(help="Folder holding one sub-folder per study.")] = Path("results"),
+    seed: Annotated[int, typer.Option(help="Sampler seed; trial n uses seed + n.")] = 0,
+    workers: Annotated[int | None, typer.Option(help="Parallel single-thread trials [default: CPU cores].")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
 ) -> None:
     """Search compression plans; write trials.csv and pareto_<profile>.csv/.png under RESULTS/<study>/."""
     console = Console()

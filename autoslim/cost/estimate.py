@@ -69,8 +69,11 @@ def layer_latency_s(layer: LayerStats, profile: HardwareProfile) -> float:
     if profile.unstructured_sparsity_speedup > 1.0 and density < 1.0:
         macs *= max(density, 1.0 / profile.unstructured_sparsity_speedup)
     act_bytes = _DTYPE_BYTES[dtype if dtype != "int4" else "int8"]
-    weight_bytes = weight_storage_bits(layer, profile) / 8 if profile.unstructured_sparsity_speedup > 1.0 else (
-        layer.weight_numel * layer.weight_bits / 8)
+    weight_bytes = (
+        weight_storage_bits(layer, profile) / 8
+        if profile.unstructured_sparsity_speedup > 1.0
+        else (layer.weight_numel * layer.weight_bits / 8)
+    )
     moved = weight_bytes + (layer.in_elems + layer.out_elems) * b * act_bytes
     return max(2.0 * macs / rate, moved / profile.memory_bandwidth_bytes_per_s) + profile.layer_overhead_s
 

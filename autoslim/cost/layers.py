@@ -71,7 +71,7 @@ def layer_stats(model: nn.Module, example_inputs: Any) -> list[LayerStats]:
         else:
             kind, cin, cout, groups = "conv", m.in_channels, m.out_channels, m.groups
             spatial = out_elems // max(cout, 1)
-            macs = out_elems * (cin // groups) * math.prod(m.kernel_size)
+            macs = out_elems * (cin // groups) * math.prod(tuple(m.kernel_size))
         stats.append(
             LayerStats(
                 name=name, kind=kind, in_channels=cin, out_channels=cout, groups=groups, macs=macs,

@@ -6,6 +6,7 @@ fields, passed by path. Every built-in cites the sources of its numbers under ``
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -47,6 +48,7 @@ class HardwareProfile:
         return "fp32", self.peak_ops_per_s["fp32"] * self.efficiency
 
 
+_BW = "memory_bandwidth_bytes_per_s"
 _REQUIRED = ("name", "kind", "objective", "peak_ops_per_s", "memory_bandwidth_bytes_per_s", "layer_overhead_s")
 _OPTIONAL = (
     "description", "efficiency", "batch_size", "channel_multiple", "sparse_storage",
@@ -56,10 +58,8 @@ _OPTIONAL = (
 
 def _positive(where: str, key: str, value: Any) -> float:
     if isinstance(value, str):  # PyYAML reads 1.5e9 (no exponent sign) as a string
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ProfileError(f"{where}: field '{key}' must be a positive number, got {value!r}")
     return float(value)
@@ -101,7 +101,7 @@ def profile_from_dict(data: Any, *, where: str = "<profile>") -> HardwareProfile
         description=str(data.get("description", "")),
         objective=data["objective"],
         peak_ops_per_s={d: _positive(where, f"peak_ops_per_s.{d}", v) for d, v in peaks.items()},
-        memory_bandwidth_bytes_per_s=_positive(where, "memory_bandwidth_bytes_per_s", data["memory_bandwidth_bytes_per_s"]),
+        memory_bandwidth_bytes_per_s=_positive(where, "memory_bandwidth_bytes_per_s", data[_BW]),
         layer_overhead_s=_positive(where, "layer_overhead_s", data["layer_overhead_s"]),
         efficiency=efficiency,
         batch_size=data.get("batch_size", 1),

@@ -15,11 +15,9 @@ def pareto_front(accuracy: Sequence[float], cost: Sequence[float]) -> list[bool]
     """
     if len(accuracy) != len(cost):
         raise ValueError("accuracy and cost must have the same length")
-    pts = list(zip(accuracy, cost))
+    pts = list(zip(accuracy, cost, strict=True))
     on = []
     for i, (a, c) in enumerate(pts):
-        dominated = any(
-            a2 >= a and c2 <= c and (a2 > a or c2 < c) for j, (a2, c2) in enumerate(pts) if j != i
-        )
+        dominated = any(a2 >= a and c2 <= c and (a2 > a or c2 < c) for j, (a2, c2) in enumerate(pts) if j != i)
         on.append(not dominated)
     return on

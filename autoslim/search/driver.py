@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
@@ -86,7 +87,9 @@ class _Headline:
         base = ok[ok["is_baseline"]] if len(ok) else ok
         self.base_acc = float(base["accuracy"].iloc[0]) if len(base) else None
         self.base_bytes = float(base[self.col].iloc[0]) if len(base) else None
-        self.results: list[tuple[float, float]] = list(zip(ok["accuracy"], ok[self.col])) if len(ok) else []
+        self.results: list[tuple[float, float]] = (
+            list(zip(ok["accuracy"], ok[self.col], strict=True)) if len(ok) else []
+        )
 
     def add(self, r: TrialResult, profile: HardwareProfile, baseline: bool) -> None:
         if r.status != "ok" or r.accuracy is None:
@@ -112,7 +115,9 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
         "objectives": objective_names(profiles),
     }  # fmt: skip
     study = open_study(config.folder, config.study, metadata=metadata, n_objectives=len(profiles) + 1, seed=config.seed)
-    study.set_metric_names(objective_names(profiles))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(objective_names(profiles))
     notes = []
     stale = fail_stale_trials(study)
     if stale:

@@ -133,15 +133,20 @@ def _param(where: str, value: Any) -> ParamSpec:
 
 
 def _check_values(where: str, technique: str, params: dict[str, ParamSpec]) -> None:
-    """Build the config at a corner of the space so a bad value fails now, not in trial 37."""
-    corner = {}
+    """Build the config with every edge value of every parameter, so a bad value fails now, not in trial 37."""
     for p, spec in params.items():
-        corner[p] = spec.value if spec.kind == "fixed" else spec.choices[0] if spec.kind == "choice" else (
-            int(spec.low) if spec.kind == "int" else spec.low)  # type: ignore[arg-type]
-    try:
-        get_technique(technique).make_config(corner)
-    except (ValueError, TypeError) as exc:
-        raise SpaceError(f"{where}: {exc}") from exc
+        if spec.kind == "fixed":
+            values: list[Any] = [spec.value]
+        elif spec.kind == "choice":
+            values = list(spec.choices)
+        else:
+            values = [spec.low, spec.high]
+            values = [int(v or 0) for v in values] if spec.kind == "int" else values
+        for v in values:
+            try:
+                get_technique(technique).make_config({p: v})
+            except (ValueError, TypeError) as exc:
+                raise SpaceError(f"{where}.params.{p}: value {v!r} is not allowed: {exc}") from exc
 
 
 def space_from_dict(data: Any, *, source: str = "<space>") -> SearchSpace:
@@ -149,7 +154,9 @@ def space_from_dict(data: Any, *, source: str = "<space>") -> SearchSpace:
         raise SpaceError(f"{source}: a search space must be a mapping")
     unknown = sorted(set(data) - {"name", "profiles", "techniques", "recipes", "description"})
     if unknown:
-        raise SpaceError(f"{source}: unknown field(s) {unknown}; allowed: description, name, profiles, recipes, techniques")
+        raise SpaceError(
+            f"{source}: unknown field(s) {unknown}; allowed: description, name, profiles, recipes, techniques"
+        )
     techs = data.get("techniques")
     if not isinstance(techs, dict) or not techs:
         raise SpaceError(f"{source}: field 'techniques' must map technique names to their settings")

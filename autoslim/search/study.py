@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.study import StudyDirection
 
 from autoslim.cost import HardwareProfile
 
@@ -34,12 +35,14 @@ class StudyMismatchError(ValueError):
     """An existing study was created with other settings than the ones given now."""
 
 
-def open_study(folder: Path, name: str, *, metadata: dict[str, Any], n_objectives: int, seed: int | None) -> optuna.Study:
+def open_study(
+    folder: Path, name: str, *, metadata: dict[str, Any], n_objectives: int, seed: int | None
+) -> optuna.Study:
     """Create the study, or load it and check it was made with the same task, space and profiles."""
     folder.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(folder / "study.journal")))
-    directions = ["maximize"] + ["minimize"] * (n_objectives - 1)
+    directions = [StudyDirection.MAXIMIZE] + [StudyDirection.MINIMIZE] * (n_objectives - 1)
     study = optuna.create_study(
         study_name=name, storage=storage, directions=directions, sampler=make_sampler(seed), load_if_exists=True
     )

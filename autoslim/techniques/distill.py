@@ -86,8 +86,10 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
         for x, y, idx in iter_batches(ctx.train_data, config.batch_size, shuffle=True, generator=gen):
             logits = call_model(model, x)
             soft = F.kl_div(
-                F.log_softmax(logits / t, dim=-1), F.log_softmax(soft_targets[idx] / t, dim=-1),
-                reduction="batchmean", log_target=True,
+                F.log_softmax(logits / t, dim=-1),
+                F.log_softmax(soft_targets[idx] / t, dim=-1),
+                reduction="batchmean",
+                log_target=True,
             )
             loss = config.alpha * t * t * soft + (1.0 - config.alpha) * F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -96,8 +98,8 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
             opt.step()
             sched.step()
             enforce_masks(model)
-        if not torch.isfinite(loss):
+        if not torch.isfinite(loss.detach()):
             raise RuntimeError(f"distill.kd: loss became {float(loss)} in epoch {_epoch}")
     model.eval()
-    ctx.notes["distill.kd"] = {"final_loss": float(loss)}
+    ctx.notes["distill.kd"] = {"final_loss": float(loss.detach())}
     return model

@@ -35,8 +35,9 @@ def enforce_masks(model: nn.Module) -> None:
     with torch.no_grad():
         for m in model.modules():
             mask = getattr(m, MASK, None)
-            if mask is not None:
-                m.weight.mul_(mask)
+            weight = getattr(m, "weight", None)
+            if isinstance(mask, torch.Tensor) and isinstance(weight, torch.Tensor):
+                weight.mul_(mask)
 
 
 def _kth_smallest(values: torch.Tensor, fraction: float) -> float:
@@ -67,6 +68,6 @@ def apply(model: nn.Module, config: UnstructuredPruneConfig, ctx: ApplyContext) 
                 m.register_buffer(MASK, mask, persistent=False)
             w.mul_(mask)
     total = sum(m.weight.numel() for _, m in layers)
-    zeros = sum(int((m.weight == 0).sum()) for _, m in layers)
+    zeros = sum(m.weight.numel() - int(torch.count_nonzero(m.weight)) for _, m in layers)
     ctx.notes["prune.unstructured"] = {"sparsity": zeros / total}
     return model

@@ -8,6 +8,7 @@ input with an asymmetric per-tensor range calibrated (min/max) on calibration da
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,7 @@ class ActFakeQuant:
         return ((q - self.zero_point) * self.scale, *args[1:])
 
 
-def _calibrate_ranges(model: nn.Module, layers: list[nn.Module], inputs: Any) -> dict[nn.Module, tuple]:
+def _calibrate_ranges(model: nn.Module, layers: Sequence[nn.Module], inputs: Any) -> dict[nn.Module, tuple]:
     ranges: dict[nn.Module, tuple] = {}
 
     def hook(mod: nn.Module, args: tuple) -> None:
