@@ -26,6 +26,9 @@ def search(
     seed: Annotated[int, typer.Option(help="Sampler seed; trial n uses seed + n.")] = 0,
     workers: Annotated[int | None, typer.Option(help="Parallel single-thread trials [default: CPU cores].")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    sampler: Annotated[
+        str, typer.Option(help="auto | tpe | nsga2 | gp | random (auto: the benchmarked best).")
+    ] = "auto",
 ) -> None:
     """Search compression plans; write trials.csv and pareto_<profile>.csv/.png under RESULTS/<study>/."""
     console = Console()
@@ -33,8 +36,8 @@ def search(
         sp = load_space(space or default_space_path())
         names = profile or list(sp.profiles) or list(builtin_profiles())
         profiles = [get_profile(n) for n in names]
-        config = SearchConfig(space=sp, profiles=profiles, budget=budget, task=task, study=study,
-                              results_dir=results, seed=seed, workers=workers, timeout_s=timeout)  # fmt: skip
+        config = SearchConfig(space=sp, profiles=profiles, budget=budget, task=task, study=study, results_dir=results,
+                              seed=seed, workers=workers, timeout_s=timeout, sampler=sampler)  # fmt: skip
         with progress_reporter(console, budget) as report:
             outcome = run_search(config, on_progress=report)
     except (SpaceError, ProfileError, StudyMismatchError, ValueError) as exc:

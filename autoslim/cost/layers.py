@@ -32,6 +32,17 @@ class LayerStats:
     act_bits: int | None  # None: float activations
     bias_numel: int
     spatial: int  # output positions per sample (MACs per output channel per input channel per tap)
+    # Most nonzeros in any group of M consecutive input weights, per M (4, 8): an N:M pattern holds when <= N.
+    group_nonzero: tuple[tuple[int, int], ...] = ()
+
+    def follows_pattern(self, pattern: str | None) -> bool:
+        if pattern is None:
+            return False
+        n, m = (int(v) for v in pattern.split(":"))
+        return dict(self.group_nonzero).get(m, m + 1) <= n
+
+    codebook_bits: int | None = None  # weight sharing: weights stored as indices into 2**codebook_bits centroids
+    huffman_bits: float | None = None  # weight sharing with Huffman-coded indices: mean code bits per nonzero
 
 
 def layer_stats(model: nn.Module, example_inputs: Any) -> list[LayerStats]:
@@ -80,9 +91,21 @@ def layer_stats(model: nn.Module, example_inputs: Any) -> list[LayerStats]:
                 weight_bits=int(getattr(m, "autoslim_weight_bits", 32)),
                 act_bits=getattr(m, "autoslim_act_bits", None),
                 bias_numel=m.bias.numel() if m.bias is not None else 0, spatial=spatial,
+                group_nonzero=_group_nonzero(w),
+                codebook_bits=getattr(m, "autoslim_codebook_bits", None),
+                huffman_bits=getattr(m, "autoslim_huffman_bits_per_weight", None),
             )
         )  # fmt: skip
     return stats
+
+
+def _group_nonzero(w: torch.Tensor) -> tuple[tuple[int, int], ...]:
+    flat = w.detach().flatten(1)  # groups run along the input dimension, as sparse tensor cores read them
+    out = []
+    for m in (4, 8):
+        if flat.shape[1] % m == 0:
+            out.append((m, int((flat.reshape(flat.shape[0], -1, m) != 0).sum(-1).max())))
+    return tuple(out)
 
 
 def other_param_count(model: nn.Module) -> int:

@@ -1,12 +1,15 @@
 """Hardware profiles: YAML data (never constants in code) validated into a frozen ``HardwareProfile``.
 
 Built-in profiles live in ``autoslim/cost/profiles/*.yaml``; a user profile is any YAML file with the same
-fields, passed by path. Every built-in cites the sources of its numbers under ``sources:``.
+fields, passed by path (``autoslim profiles calibrate`` writes one for the machine it runs on). Every built-in
+cites the sources of its numbers under ``sources:``. Errors name the file and the field.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,8 +18,9 @@ from typing import Any
 import yaml
 
 DTYPES = ("fp32", "fp16", "int8", "int4")
+DTYPE_ALIASES = {"bf16": "fp16"}  # same width and tensor-core rate on every profile we ship
 KINDS = ("gpu", "cpu", "npu", "mcu")
-OBJECTIVES = ("latency_ms", "model_bytes")
+OBJECTIVES = ("latency_ms", "model_bytes", "energy_mj", "peak_activation_bytes")
 
 
 class ProfileError(ValueError):
@@ -27,16 +31,25 @@ class ProfileError(ValueError):
 class HardwareProfile:
     name: str
     kind: str
-    description: str
     objective: str  # the cost this profile's Pareto front is drawn against
     peak_ops_per_s: dict[str, float]  # per dtype; 2 ops per multiply-accumulate
     memory_bandwidth_bytes_per_s: float
     layer_overhead_s: float  # per-layer dispatch / kernel-launch time
+    description: str = ""
     efficiency: float = 1.0  # fraction of peak compute that layers of this size reach in practice
     batch_size: int = 1
     channel_multiple: int = 1  # channel counts round up to this (vector / tensor-core width)
     sparse_storage: bool = True  # weights may be stored with a bitmask sparse encoding where it is smaller
-    unstructured_sparsity_speedup: float = 1.0  # >1 only where kernels skip zeros; CPUs and GPUs: 1.0
+    unstructured_sparsity_speedup: float = 1.0  # >1 only where kernels skip random zeros
+    semi_structured: str | None = None  # an N:M pattern with fast kernels, e.g. "2:4" on Ampere GPUs
+    semi_structured_speedup: float = 1.0  # speed-up of the compute of layers in that pattern
+    cache_bytes: float | None = None  # on-chip cache / SRAM: weights that fit are read at cache bandwidth
+    cache_bandwidth_bytes_per_s: float | None = None
+    memory_capacity_bytes: float | None = None  # RAM: activations (+ weights if resident) must fit
+    storage_capacity_bytes: float | None = None  # flash / disk: the stored model must fit
+    weights_in_memory: bool = True  # False where weights execute in place from flash (microcontrollers)
+    energy_per_op_j: dict[str, float] = field(default_factory=dict)  # per dtype; gives the energy metric
+    energy_per_byte_j: float | None = None  # per byte moved from memory
     sources: dict[str, str] = field(default_factory=dict)
 
     def rate(self, dtype: str) -> tuple[str, float]:
@@ -47,70 +60,130 @@ class HardwareProfile:
                 return d, self.peak_ops_per_s[d] * self.efficiency
         return "fp32", self.peak_ops_per_s["fp32"] * self.efficiency
 
-
-_BW = "memory_bandwidth_bytes_per_s"
-_REQUIRED = ("name", "kind", "objective", "peak_ops_per_s", "memory_bandwidth_bytes_per_s", "layer_overhead_s")
-_OPTIONAL = (
-    "description", "efficiency", "batch_size", "channel_multiple", "sparse_storage",
-    "unstructured_sparsity_speedup", "sources",
-)  # fmt: skip
+    @property
+    def has_energy(self) -> bool:
+        return bool(self.energy_per_op_j) and self.energy_per_byte_j is not None
 
 
-def _positive(where: str, key: str, value: Any) -> float:
+def _number(where: str, key: str, value: Any, *, positive: bool = True) -> float:
     if isinstance(value, str):  # PyYAML reads 1.5e9 (no exponent sign) as a string
         with contextlib.suppress(ValueError):
             value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ProfileError(f"{where}: field '{key}' must be a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (positive and value <= 0) or value < 0:
+        need = "a positive number" if positive else "a number >= 0"
+        raise ProfileError(f"{where}: field '{key}' must be {need}, got {value!r}")
     return float(value)
+
+
+def _int_at_least_1(where: str, key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ProfileError(f"{where}: field '{key}' must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[str, str, Any], str]:
+    def check(where: str, key: str, value: Any) -> str:
+        if value not in options:
+            raise ProfileError(f"{where}: field '{key}' must be one of {list(options)}, got {value!r}")
+        return str(value)
+
+    return check
+
+
+def _dtype_map(where: str, key: str, value: Any) -> dict[str, float]:
+    if not isinstance(value, dict) or not value:
+        raise ProfileError(f"{where}: field '{key}' must map dtypes {list(DTYPES)} to numbers")
+    out = {}
+    for d, v in value.items():
+        d = DTYPE_ALIASES.get(d, d)
+        if d not in DTYPES:
+            raise ProfileError(f"{where}: field '{key}.{d}': unknown dtype; allowed: {list(DTYPES)} (bf16 = fp16)")
+        out[d] = _number(where, f"{key}.{d}", v)
+    return out
+
+
+def _pattern(where: str, key: str, value: Any) -> str | None:
+    if value is None or value == "none":
+        return None
+    m = re.fullmatch(r"(\d+):(\d+)", str(value))
+    if not m or not 0 < int(m[1]) < int(m[2]):
+        raise ProfileError(f"{where}: field '{key}' must be an N:M pattern like '2:4' or 'none', got {value!r}")
+    return str(value)
+
+
+def _bool(where: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ProfileError(f"{where}: field '{key}' must be true or false, got {value!r}")
+    return value
+
+
+def _text(_where: str, _key: str, value: Any) -> str:
+    return str(value)
+
+
+def _sources(where: str, key: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ProfileError(f"{where}: field '{key}' must map a field name to where its number comes from")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+# field -> (validator, required). Optional fields absent from the file keep the dataclass default.
+_SCHEMA: dict[str, tuple[Callable[[str, str, Any], Any], bool]] = {
+    "name": (_text, True),
+    "kind": (_one_of(KINDS), True),
+    "objective": (_one_of(OBJECTIVES), True),
+    "peak_ops_per_s": (_dtype_map, True),
+    "memory_bandwidth_bytes_per_s": (_number, True),
+    "layer_overhead_s": (lambda w, k, v: _number(w, k, v, positive=False), True),
+    "description": (_text, False),
+    "efficiency": (_number, False),
+    "batch_size": (_int_at_least_1, False),
+    "channel_multiple": (_int_at_least_1, False),
+    "sparse_storage": (_bool, False),
+    "unstructured_sparsity_speedup": (_number, False),
+    "semi_structured": (_pattern, False),
+    "semi_structured_speedup": (_number, False),
+    "cache_bytes": (_number, False),
+    "cache_bandwidth_bytes_per_s": (_number, False),
+    "memory_capacity_bytes": (_number, False),
+    "storage_capacity_bytes": (_number, False),
+    "weights_in_memory": (_bool, False),
+    "energy_per_op_j": (_dtype_map, False),
+    "energy_per_byte_j": (_number, False),
+    "sources": (_sources, False),
+}
 
 
 def profile_from_dict(data: Any, *, where: str = "<profile>") -> HardwareProfile:
     if not isinstance(data, dict):
         raise ProfileError(f"{where}: a profile must be a mapping of fields")
-    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+    unknown = sorted(set(data) - set(_SCHEMA))
     if unknown:
-        raise ProfileError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(_REQUIRED + _OPTIONAL)}")
-    missing = [k for k in _REQUIRED if k not in data]
+        raise ProfileError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(_SCHEMA)}")
+    missing = [k for k, (_, required) in _SCHEMA.items() if required and k not in data]
     if missing:
         raise ProfileError(f"{where}: missing required field(s) {missing}")
-    if data["kind"] not in KINDS:
-        raise ProfileError(f"{where}: field 'kind' must be one of {KINDS}, got {data['kind']!r}")
-    if data["objective"] not in OBJECTIVES:
-        raise ProfileError(f"{where}: field 'objective' must be one of {OBJECTIVES}, got {data['objective']!r}")
-    peaks = data["peak_ops_per_s"]
-    if not isinstance(peaks, dict) or "fp32" not in peaks:
-        raise ProfileError(f"{where}: field 'peak_ops_per_s' must map dtypes to ops/s and include fp32")
-    for d, v in peaks.items():
-        if d not in DTYPES:
-            raise ProfileError(f"{where}: field 'peak_ops_per_s.{d}': unknown dtype; allowed: {DTYPES}")
-        _positive(where, f"peak_ops_per_s.{d}", v)
-    efficiency = _positive(where, "efficiency", data.get("efficiency", 1.0))
-    if efficiency > 1:
-        raise ProfileError(f"{where}: field 'efficiency' must be in (0, 1], got {efficiency}")
-    for key in ("batch_size", "channel_multiple"):
-        v = data.get(key, 1)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ProfileError(f"{where}: field '{key}' must be an integer >= 1, got {v!r}")
-    sources = data.get("sources", {})
-    if not isinstance(sources, dict):
-        raise ProfileError(f"{where}: field 'sources' must map a field name to where its number comes from")
-    return HardwareProfile(
-        name=str(data["name"]),
-        kind=data["kind"],
-        description=str(data.get("description", "")),
-        objective=data["objective"],
-        peak_ops_per_s={d: _positive(where, f"peak_ops_per_s.{d}", v) for d, v in peaks.items()},
-        memory_bandwidth_bytes_per_s=_positive(where, "memory_bandwidth_bytes_per_s", data[_BW]),
-        layer_overhead_s=_positive(where, "layer_overhead_s", data["layer_overhead_s"]),
-        efficiency=efficiency,
-        batch_size=data.get("batch_size", 1),
-        channel_multiple=data.get("channel_multiple", 1),
-        sparse_storage=bool(data.get("sparse_storage", True)),
-        unstructured_sparsity_speedup=_positive(
-            where, "unstructured_sparsity_speedup", data.get("unstructured_sparsity_speedup", 1.0)),
-        sources={str(k): str(v) for k, v in sources.items()},
-    )  # fmt: skip
+    values = {k: _SCHEMA[k][0](where, k, v) for k, v in data.items()}
+    if "fp32" not in values["peak_ops_per_s"]:
+        raise ProfileError(f"{where}: field 'peak_ops_per_s' must include fp32 (the fallback for every layer)")
+    if values.get("efficiency", 1.0) > 1:
+        raise ProfileError(f"{where}: field 'efficiency' must be in (0, 1], got {values['efficiency']}")
+    if values.get("cache_bytes") and not values.get("cache_bandwidth_bytes_per_s"):
+        raise ProfileError(f"{where}: field 'cache_bandwidth_bytes_per_s' is required when cache_bytes is set")
+    if values.get("objective") == "energy_mj" and not ("energy_per_op_j" in values and "energy_per_byte_j" in values):
+        raise ProfileError(
+            f"{where}: field 'objective' is energy_mj but energy_per_op_j / energy_per_byte_j are missing"
+        )
+    return HardwareProfile(**values)
+
+
+def profile_to_dict(profile: HardwareProfile) -> dict[str, Any]:
+    """The YAML-ready form: ``profile_from_dict(profile_to_dict(p)) == p``."""
+    from dataclasses import asdict
+
+    defaults = HardwareProfile(profile.name, profile.kind, profile.objective, {"fp32": 1.0}, 1.0, 0.0)
+    out = asdict(profile)
+    return {k: v for k, v in out.items() if _SCHEMA[k][1] or v != getattr(defaults, k)}
 
 
 def load_profile_file(path: str | Path) -> HardwareProfile:
@@ -120,6 +193,13 @@ def load_profile_file(path: str | Path) -> HardwareProfile:
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     return profile_from_dict(data, where=str(path))
+
+
+def user_profile_dir() -> Path:
+    """Where ``autoslim profiles calibrate`` saves profiles: ``$AUTOSLIM_PROFILES`` or ~/.config/autoslim/profiles."""
+    import os
+
+    return Path(os.environ.get("AUTOSLIM_PROFILES", Path.home() / ".config" / "autoslim" / "profiles"))
 
 
 def builtin_profiles() -> dict[str, HardwareProfile]:
@@ -133,10 +213,14 @@ def builtin_profiles() -> dict[str, HardwareProfile]:
 
 
 def get_profile(ref: str) -> HardwareProfile:
-    """A built-in profile by name, or a YAML file by path."""
+    """A built-in profile by name, a calibrated one from the user profile folder, or a YAML file by path."""
     builtins = builtin_profiles()
     if ref in builtins:
         return builtins[ref]
+    saved = user_profile_dir() / f"{ref}.yaml"
+    if saved.exists():
+        return load_profile_file(saved)
     if ref.endswith((".yaml", ".yml")) and Path(ref).exists():
         return load_profile_file(ref)
-    raise ProfileError(f"unknown profile {ref!r}: built-in ones are {sorted(builtins)}, or give a YAML path")
+    hint = " (run `autoslim profiles calibrate` to create 'host')" if ref == "host" else ""
+    raise ProfileError(f"unknown profile {ref!r}: built-in ones are {sorted(builtins)}, or give a YAML path{hint}")

@@ -11,7 +11,7 @@ import pandas as pd
 from autoslim.cost import HardwareProfile
 from autoslim.report.pareto import pareto_front
 
-COST_FIELDS = ("latency_ms", "model_bytes", "peak_activation_bytes", "macs")
+COST_FIELDS = ("latency_ms", "model_bytes", "peak_activation_bytes", "macs", "energy_mj", "fits", "fit_reason")
 
 
 def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd.DataFrame:
@@ -28,6 +28,9 @@ def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd
             "duration_s": round(a.get("duration_s", 0.0), 2),
             "plan": a.get("plan_words", ""),
             "is_baseline": bool(a.get("baseline", False)),
+            "is_recipe": bool(a.get("recipe", False)),
+            # The space's constraints (max accuracy drop, max bytes / latency): violators stay off every front.
+            "feasible": all(v <= 0 for v in a.get("constraints", [])),
         }
         costs = a.get("costs", {})
         for p in profiles:
@@ -43,7 +46,9 @@ def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd
 def front_frame(df: pd.DataFrame, profile: HardwareProfile) -> pd.DataFrame:
     """This profile's Pareto front (accuracy vs. its objective), sorted by cost."""
     col = f"{profile.name}.{profile.objective}"
-    ok = df[(df["status"] == "ok") & df[col].notna()] if len(df) else df
+    # A model too big for the profile's memory or storage is infeasible there: it stays off this front.
+    fits = df[f"{profile.name}.fits"].fillna(True).astype(bool) if len(df) else None
+    ok = df[(df["status"] == "ok") & df[col].notna() & fits & df["feasible"]] if len(df) else df
     if ok.empty:
         return ok
     mask = pareto_front(ok["accuracy"].tolist(), ok[col].tolist())

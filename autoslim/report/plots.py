@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 
@@ -15,7 +16,7 @@ from autoslim.cost import HardwareProfile
 _LABELS = {"latency_ms": "latency (ms, estimated)", "model_bytes": "model size (bytes, as stored)"}
 
 
-def plot_front(df: pd.DataFrame, front: pd.DataFrame, profile: HardwareProfile, path: Path) -> None:
+def plot_front(df: pd.DataFrame, front: pd.DataFrame, profile: HardwareProfile, path: Path | BinaryIO) -> None:
     col = f"{profile.name}.{profile.objective}"
     ok = df[df["status"] == "ok"]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
@@ -23,6 +24,10 @@ def plot_front(df: pd.DataFrame, front: pd.DataFrame, profile: HardwareProfile, 
     if not front.empty:
         ax.step(front[col], front["accuracy"] * 100, where="post", c="#d62728", lw=1.2, alpha=0.7)
         ax.scatter(front[col], front["accuracy"] * 100, s=34, c="#d62728", label=f"Pareto front ({len(front)})")
+    recipes = ok[ok["is_recipe"]] if "is_recipe" in ok else ok.iloc[:0]
+    if not recipes.empty:
+        ax.scatter(recipes[col], recipes["accuracy"] * 100, marker="D", s=40, facecolors="none", edgecolors="#2ca02c",
+                   label="hand recipes", zorder=4)  # fmt: skip
     base = ok[ok["is_baseline"]]
     if not base.empty:
         ax.scatter(base[col], base["accuracy"] * 100, marker="*", s=220, c="#1f77b4", edgecolors="k",
@@ -37,5 +42,5 @@ def plot_front(df: pd.DataFrame, front: pd.DataFrame, profile: HardwareProfile, 
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)

@@ -6,6 +6,7 @@ the same command after a crash finishes the job and a rerun with a larger budget
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import time
 import warnings
@@ -19,11 +20,19 @@ import optuna
 import pandas as pd
 
 from autoslim.cost import HardwareProfile
+from autoslim.cost.profiles import profile_to_dict
 from autoslim.execution import Executor, InlineExecutor, ProcessExecutor
 from autoslim.plan import CompressionPlan
 from autoslim.report import trials_frame, write_report
-from autoslim.search.space import SearchSpace
-from autoslim.search.study import INTERRUPTED, fail_stale_trials, finished_count, objective_names, open_study
+from autoslim.search.space import Constraints, SearchSpace
+from autoslim.search.study import (
+    INTERRUPTED,
+    fail_stale_trials,
+    finished_count,
+    make_sampler,
+    objective_names,
+    open_study,
+)
 from autoslim.tasks import load_task
 from autoslim.trial import TrialResult, TrialSpec
 
@@ -39,6 +48,7 @@ class SearchConfig:
     seed: int = 0
     workers: int | None = None  # None: one single-threaded worker per CPU core; 1: run inline
     timeout_s: float | None = None
+    sampler: str = "auto"
 
     @property
     def folder(self) -> Path:
@@ -64,13 +74,17 @@ class SearchOutcome:
 
 
 def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, result: TrialResult,
-            profiles: Sequence[HardwareProfile]) -> None:  # fmt: skip
+            profiles: Sequence[HardwareProfile], constraints: Constraints | None = None,
+            baseline_accuracy: float | None = None) -> None:  # fmt: skip
     for key, value in {
         "status": result.status, "reason": result.reason, "plan": plan.to_dict(), "plan_words": plan.describe(),
         "accuracy": result.accuracy, "costs": result.costs, "params": result.params,
         "duration_s": result.duration_s, "steps": result.steps,
     }.items():  # fmt: skip
         trial.set_user_attr(key, value)
+    if result.status == "ok" and constraints is not None and constraints.count:
+        assert result.accuracy is not None
+        trial.set_user_attr("constraints", constraints.violations(result.accuracy, baseline_accuracy, result.costs))
     if result.status == "ok":
         values = [result.accuracy] + [result.costs[p.name][p.objective] for p in profiles]
         study.tell(trial, values)
@@ -109,12 +123,23 @@ class _Headline:
 
 def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] | None = None) -> SearchOutcome:
     task = load_task(config.task)  # trains and caches the teacher before any worker starts
-    profiles = list(config.profiles)
+    overrides = dict(config.space.objectives)
+    profiles = [dataclasses.replace(p, objective=overrides.get(p.name, p.objective)) for p in config.profiles]
+    unknown = (set(overrides) | config.space.constraints.profiles()) - {p.name for p in profiles}
+    if unknown:
+        raise ValueError(
+            f"{config.space.source}: objectives/constraints name profile(s) not searched: {sorted(unknown)}"
+        )
+    constraints = config.space.constraints
     metadata = {
         "task": config.task, "space": config.space.name, "profiles": [p.name for p in profiles],
         "objectives": objective_names(profiles),
     }  # fmt: skip
-    study = open_study(config.folder, config.study, metadata=metadata, n_objectives=len(profiles) + 1, seed=config.seed)
+    sampler = make_sampler(config.sampler, config.seed, constrained=constraints.count > 0)
+    study = open_study(config.folder, config.study, metadata=metadata, n_objectives=len(profiles) + 1, sampler=sampler)
+    # Full profile data beside the study, so report / pick / compare work without the original YAML files.
+    study.set_user_attr("profiles", [profile_to_dict(p) for p in profiles])
+    study.set_user_attr("constraints", dataclasses.asdict(constraints))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(objective_names(profiles))
@@ -157,9 +182,9 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
             for fut in finished:
                 trial, plan = running.pop(fut)
                 result = fut.result()
-                _record(study, trial, plan, result, profiles)
-                done, ran = done + 1, ran + 1
                 headline.add(result, profiles[0], plan.is_baseline)
+                _record(study, trial, plan, result, profiles, constraints, headline.base_acc)
+                done, ran = done + 1, ran + 1
                 if on_progress:
                     on_progress(Progress(done, config.budget, result, headline.text()))
     except KeyboardInterrupt:
@@ -183,7 +208,7 @@ def _enqueue_baseline_and_recipes(study: optuna.Study, space: SearchSpace) -> No
     if not trials:
         study.enqueue_trial({}, user_attrs={"baseline": True})
         for recipe in space.recipes:
-            study.enqueue_trial(space.recipe_params(recipe))
+            study.enqueue_trial(space.recipe_params(recipe), user_attrs={"recipe": True})
         return
     if not any(t.user_attrs.get("baseline") and t.user_attrs.get("status") != INTERRUPTED for t in trials):
         study.enqueue_trial({}, user_attrs={"baseline": True})  # the earlier one was interrupted

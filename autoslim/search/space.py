@@ -19,7 +19,7 @@ Every error names the file and the field, and is raised before any trial runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +66,45 @@ class TechniqueSpec:
 
 
 @dataclass(frozen=True)
+class Constraints:
+    """Limits a front point must meet; violators are infeasible (Optuna ``constraints_func``) and off the fronts."""
+
+    max_accuracy_drop: float | None = None  # vs. the uncompressed baseline, in accuracy units (0.01 = 1 pp)
+    min_accuracy: float | None = None
+    max_model_bytes: tuple[tuple[str, float], ...] = ()  # (profile, limit)
+    max_latency_ms: tuple[tuple[str, float], ...] = ()
+
+    def violations(self, accuracy: float, baseline: float | None, costs: dict[str, dict[str, Any]]) -> list[float]:
+        """One value per constraint; <= 0 means satisfied (Optuna's convention)."""
+        out = []
+        if self.max_accuracy_drop is not None:
+            out.append((baseline - accuracy - self.max_accuracy_drop) if baseline is not None else 0.0)
+        if self.min_accuracy is not None:
+            out.append(self.min_accuracy - accuracy)
+        for metric, limits in (("model_bytes", self.max_model_bytes), ("latency_ms", self.max_latency_ms)):
+            for profile, limit in limits:
+                value = costs.get(profile, {}).get(metric)
+                out.append((float(value) - limit) / limit if value is not None else 0.0)
+        return out
+
+    @property
+    def count(self) -> int:
+        return (self.max_accuracy_drop is not None) + (self.min_accuracy is not None) + len(
+            self.max_model_bytes) + len(self.max_latency_ms)  # fmt: skip
+
+    def profiles(self) -> set[str]:
+        return {p for p, _ in self.max_model_bytes + self.max_latency_ms}
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     name: str
     techniques: tuple[TechniqueSpec, ...]  # canonical order
     profiles: tuple[str, ...] = ()
     recipes: tuple[dict[str, dict[str, Any]], ...] = ()
     source: str = "<space>"
+    objectives: tuple[tuple[str, str], ...] = ()  # (profile, metric) overrides of a profile's own objective
+    constraints: Constraints = field(default_factory=lambda: Constraints())
 
     def sample(self, trial: optuna.Trial) -> dict[str, dict[str, Any]]:
         """Define-by-run: decide each technique on/off, then its parameters; returns plan steps."""
@@ -152,11 +185,9 @@ def _check_values(where: str, technique: str, params: dict[str, ParamSpec]) -> N
 def space_from_dict(data: Any, *, source: str = "<space>") -> SearchSpace:
     if not isinstance(data, dict):
         raise SpaceError(f"{source}: a search space must be a mapping")
-    unknown = sorted(set(data) - {"name", "profiles", "techniques", "recipes", "description"})
+    unknown = sorted(set(data) - set(_TOP_LEVEL))
     if unknown:
-        raise SpaceError(
-            f"{source}: unknown field(s) {unknown}; allowed: description, name, profiles, recipes, techniques"
-        )
+        raise SpaceError(f"{source}: unknown field(s) {unknown}; allowed: {', '.join(_TOP_LEVEL)}")
     techs = data.get("techniques")
     if not isinstance(techs, dict) or not techs:
         raise SpaceError(f"{source}: field 'techniques' must map technique names to their settings")
@@ -202,7 +233,51 @@ def space_from_dict(data: Any, *, source: str = "<space>") -> SearchSpace:
                 get_technique(t).make_config(dict(params or {}))
             except (ValueError, TypeError) as exc:
                 raise SpaceError(f"{source}: recipes[{i}].{t}: {exc}") from exc
-    return SearchSpace(space.name, space.techniques, space.profiles, tuple(recipes), source)
+    objectives = _objectives(source, data.get("objectives"))
+    constraints = _constraints(source, data.get("constraints"))
+    return SearchSpace(
+        space.name, space.techniques, space.profiles, tuple(recipes), source, objectives=objectives,
+        constraints=constraints,
+    )  # fmt: skip
+
+
+_TOP_LEVEL = ("constraints", "description", "name", "objectives", "profiles", "recipes", "techniques")
+_METRICS = ("latency_ms", "model_bytes", "energy_mj", "peak_activation_bytes")
+
+
+def _objectives(source: str, data: Any) -> tuple[tuple[str, str], ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, dict):
+        raise SpaceError(f"{source}: field 'objectives' must map a profile name to one of {list(_METRICS)}")
+    for profile, metric in data.items():
+        if metric not in _METRICS:
+            raise SpaceError(f"{source}: objectives.{profile}: must be one of {list(_METRICS)}, got {metric!r}")
+    return tuple((str(p), str(m)) for p, m in data.items())
+
+
+def _constraints(source: str, data: Any) -> Constraints:
+    if data is None:
+        return Constraints()
+    allowed = ("max_accuracy_drop", "min_accuracy", "max_model_bytes", "max_latency_ms")
+    if not isinstance(data, dict) or set(data) - set(allowed):
+        bad = sorted(set(data) - set(allowed)) if isinstance(data, dict) else data
+        raise SpaceError(f"{source}: constraints: unknown field(s) {bad}; allowed: {list(allowed)}")
+    scalars: dict[str, float | None] = {}
+    for key in ("max_accuracy_drop", "min_accuracy"):
+        v = data.get(key)
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1):
+            raise SpaceError(f"{source}: constraints.{key}: must be a number in [0, 1] (accuracy units), got {v!r}")
+        scalars[key] = None if v is None else float(v)
+    per_profile: dict[str, tuple[tuple[str, float], ...]] = {}
+    for key in ("max_model_bytes", "max_latency_ms"):
+        v = data.get(key) or {}
+        ok = isinstance(v, dict) and all(isinstance(x, (int, float)) and x > 0 for x in v.values())
+        if not ok:
+            raise SpaceError(f"{source}: constraints.{key}: must map a profile name to a positive limit, got {v!r}")
+        per_profile[key] = tuple((str(p), float(x)) for p, x in v.items())
+    return Constraints(scalars["max_accuracy_drop"], scalars["min_accuracy"], per_profile["max_model_bytes"],
+                       per_profile["max_latency_ms"])  # fmt: skip
 
 
 def load_space(path: str | Path) -> SearchSpace:

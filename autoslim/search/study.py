@@ -25,10 +25,31 @@ def objective_names(profiles: Sequence[HardwareProfile]) -> list[str]:
     return ["accuracy", *(f"{p.name}:{p.objective}" for p in profiles)]
 
 
-def make_sampler(seed: int | None) -> optuna.samplers.BaseSampler:
-    # Multi-objective TPE with constant liar: sensible with few trials, and safe with parallel workers
-    # (running trials are treated as bad, so parallel asks spread out). Issue 5 picks the default by benchmark.
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, constant_liar=True)
+SAMPLERS = ("auto", "tpe", "nsga2", "gp", "random")
+AUTO_SAMPLER = "tpe"  # chosen by benchmarks/samplers.py (hypervolume per profile at budget 50, 3 seeds)
+
+
+def _constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
+    return list(trial.user_attrs.get("constraints", []))
+
+
+def make_sampler(name: str, seed: int | None, *, constrained: bool = False) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler by name; constraints reach it through ``constraints_func`` (values <= 0 are feasible)."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {list(SAMPLERS)}")
+    cf = _constraint_values if constrained else None
+    name = AUTO_SAMPLER if name == "auto" else name
+    if name == "tpe":
+        # Multivariate, grouped TPE handles the conditional (define-by-run) space; constant liar spreads out
+        # parallel asks by treating running trials as bad.
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=10, multivariate=True, group=True, constant_liar=True, constraints_func=cf
+        )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16, constraints_func=cf)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=10, constraints_func=cf)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 class StudyMismatchError(ValueError):
@@ -36,7 +57,7 @@ class StudyMismatchError(ValueError):
 
 
 def open_study(
-    folder: Path, name: str, *, metadata: dict[str, Any], n_objectives: int, seed: int | None
+    folder: Path, name: str, *, metadata: dict[str, Any], n_objectives: int, sampler: optuna.samplers.BaseSampler
 ) -> optuna.Study:
     """Create the study, or load it and check it was made with the same task, space and profiles."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -44,7 +65,7 @@ def open_study(
     storage = JournalStorage(JournalFileBackend(str(folder / "study.journal")))
     directions = [StudyDirection.MAXIMIZE] + [StudyDirection.MINIMIZE] * (n_objectives - 1)
     study = optuna.create_study(
-        study_name=name, storage=storage, directions=directions, sampler=make_sampler(seed), load_if_exists=True
+        study_name=name, storage=storage, directions=directions, sampler=sampler, load_if_exists=True
     )
     saved = study.user_attrs.get("autoslim")
     if saved is None:

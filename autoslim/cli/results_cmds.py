@@ -1,0 +1,55 @@
+"""``autoslim report | pick | compare``: read a finished study folder (read-only, nothing unpickled)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from autoslim.report.compare import compare_studies
+from autoslim.report.html import write_html
+from autoslim.report.pick import Query, pick
+from autoslim.report.results import open_results
+
+
+def report(study: Annotated[Path, typer.Argument(help="A study folder, e.g. results/default.")]) -> None:
+    """Rebuild RESULTS/<study>/report.html (self-contained: plots, fronts, failures, settings)."""
+    typer.echo(write_html(open_results(study)))
+
+
+def pick_cmd(
+    study: Annotated[Path, typer.Argument(help="A study folder, e.g. results/default.")],
+    profile: Annotated[str, typer.Option(help="Which profile's front to pick from.")],
+    max_accuracy_drop: Annotated[float | None, typer.Option(help="vs. the baseline, e.g. 0.01 = 1 pp.")] = None,
+    min_accuracy: Annotated[float | None, typer.Option(help="e.g. 0.98")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option()] = None,
+    max_bytes: Annotated[float | None, typer.Option()] = None,
+) -> None:
+    """Print the best front point meeting the query (or the nearest one, exit code 1)."""
+    results = open_results(study)
+    chosen = pick(results, profile, Query(max_accuracy_drop, min_accuracy, max_latency_ms, max_bytes))
+    console = Console()
+    row = chosen.row if chosen.row is not None else chosen.nearest
+    console.print(chosen.message, highlight=False)
+    if row is not None:
+        p = results.profile(profile)
+        console.print(f"  accuracy {row['accuracy']:.2%} · latency {row[f'{p.name}.latency_ms']:.4g} ms · "
+                      f"{int(row[f'{p.name}.model_bytes']):,} bytes\n  plan: {row['plan']}\n  json: {row['plan_json']}",
+                      highlight=False)  # fmt: skip
+    if chosen.row is None:
+        raise typer.Exit(1)
+
+
+def compare(
+    before: Annotated[Path, typer.Argument(help="The earlier study folder (e.g. last night).")],
+    after: Annotated[Path, typer.Argument(help="The later study folder (e.g. tonight).")],
+    tolerance: Annotated[float, typer.Option(help="Allowed relative hypervolume loss per profile.")] = 0.02,
+) -> None:
+    """Per-profile hypervolume and front changes; exit code 1 when a front regressed beyond the tolerance."""
+    table, regressed = compare_studies(open_results(before), open_results(after), tolerance=tolerance)
+    Console().print(table)
+    if regressed:
+        Console().print(f"[red]regressed:[/red] {', '.join(regressed)}")
+        raise typer.Exit(1)

@@ -1,0 +1,61 @@
+"""``report.html``: one self-contained file (plots inlined) with every profile's front, failures and settings."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+
+import pandas as pd
+
+from autoslim.report.plots import plot_front
+from autoslim.report.results import StudyResults
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px}
+th{background:#f3f3f3}h2{margin-top:2em;border-bottom:1px solid #ddd}code{background:#f6f6f6;padding:1px 4px}"""
+
+
+def _table(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, escape=True, border=0, float_format=lambda v: f"{v:.4g}")
+
+
+def build_html(results: StudyResults) -> str:
+    df = results.trials
+    settings = results.study.user_attrs.get("autoslim", {})
+    parts = [f"<h1>autoslim study <code>{html.escape(results.study.study_name)}</code></h1>"]
+    counts = df["status"].value_counts().to_dict() if len(df) else {}
+    parts.append(f"<p>{len(df)} trials: {html.escape(json.dumps(counts))}. Accuracy is measured on held-out "
+                 "validation data; costs are estimated per hardware profile.</p>")  # fmt: skip
+    for p in results.profiles:
+        front = results.front(p.name)
+        buf = io.BytesIO()
+        if len(df):
+            plot_front(df, front, p, buf)
+        img = base64.b64encode(buf.getvalue()).decode()
+        cols = ["trial", "accuracy", f"{p.name}.latency_ms", f"{p.name}.model_bytes", "params", "plan"]
+        parts += [
+            f"<h2>{html.escape(p.name)}: accuracy vs. {html.escape(p.objective)}</h2>",
+            f"<p>{html.escape(p.description)} (batch {p.batch_size})</p>",
+            f'<img alt="front {html.escape(p.name)}" src="data:image/png;base64,{img}">' if img else "",
+            _table(front[cols]) if len(front) else "<p>No feasible trial yet.</p>",
+        ]
+    bad = df[df["status"] != "ok"] if len(df) else df
+    parts.append("<h2>Failed, infeasible and interrupted trials</h2>")
+    if len(bad):
+        bad = bad.assign(reason=bad["reason"].fillna("").str.split("\n").str[0])
+        parts.append(_table(bad[["trial", "status", "plan", "reason"]]))
+    else:
+        parts.append("<p>None.</p>")
+    constraints = results.study.user_attrs.get("constraints", {})
+    parts += ["<h2>Settings</h2>", f"<pre>{html.escape(json.dumps(settings, indent=2))}</pre>",
+              f"<pre>constraints: {html.escape(json.dumps(constraints, indent=2))}</pre>"]  # fmt: skip
+    body = "\n".join(parts)
+    return f'<!doctype html><html><head><meta charset="utf-8"><title>autoslim report</title><style>{_STYLE}</style></head><body>{body}</body></html>'  # noqa: E501
+
+
+def write_html(results: StudyResults) -> str:
+    path = results.folder / "report.html"
+    path.write_text(build_html(results))
+    return str(path)
