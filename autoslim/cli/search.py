@@ -26,6 +26,9 @@ def search(
     seed: Annotated[int, typer.Option(help="Sampler seed; trial n uses seed + n.")] = 0,
     workers: Annotated[int | None, typer.Option(help="Parallel single-thread trials [default: CPU cores].")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    warm_start: Annotated[
+        Path | None, typer.Option(help="A previous study folder: try its fronts' plans first.")
+    ] = None,
     sampler: Annotated[
         str, typer.Option(help="auto | tpe | nsga2 | gp | random (auto: the benchmarked best).")
     ] = "auto",
@@ -37,7 +40,8 @@ def search(
         names = profile or list(sp.profiles) or list(builtin_profiles())
         profiles = [get_profile(n) for n in names]
         config = SearchConfig(space=sp, profiles=profiles, budget=budget, task=task, study=study, results_dir=results,
-                              seed=seed, workers=workers, timeout_s=timeout, sampler=sampler)  # fmt: skip
+                              seed=seed, workers=workers, timeout_s=timeout, sampler=sampler,
+                              warm_start=warm_start)  # fmt: skip
         with progress_reporter(console, budget) as report:
             outcome = run_search(config, on_progress=report)
     except (SpaceError, ProfileError, StudyMismatchError, ValueError) as exc:

@@ -49,6 +49,7 @@ class SearchConfig:
     workers: int | None = None  # None: one single-threaded worker per CPU core; 1: run inline
     timeout_s: float | None = None
     sampler: str = "auto"
+    warm_start: Path | None = None  # a previous study folder: its fronts' plans are tried first
 
     @property
     def folder(self) -> Path:
@@ -147,7 +148,11 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
     stale = fail_stale_trials(study)
     if stale:
         notes.append(f"{stale} trial(s) interrupted by an earlier run were marked failed and will be re-run")
+    fresh = not study.get_trials(deepcopy=False)
     _enqueue_baseline_and_recipes(study, config.space)
+    if fresh and config.warm_start is not None:
+        n = _enqueue_warm_start(study, config.warm_start)
+        notes.append(f"warm start: {n} plan(s) from {config.warm_start} fronts queued after the baseline and recipes")
 
     done = finished_count(study)
     headline = _Headline(trials_frame(study, profiles), profiles[0])
@@ -212,6 +217,21 @@ def _enqueue_baseline_and_recipes(study: optuna.Study, space: SearchSpace) -> No
         return
     if not any(t.user_attrs.get("baseline") and t.user_attrs.get("status") != INTERRUPTED for t in trials):
         study.enqueue_trial({}, user_attrs={"baseline": True})  # the earlier one was interrupted
+
+
+def _enqueue_warm_start(study: optuna.Study, previous: Path) -> int:
+    """Queue the sampled parameters of every front point of a previous study (same space), once each."""
+    from autoslim.report.results import open_results
+
+    prev = open_results(previous)
+    numbers = sorted({int(n) for p in prev.profiles for n in prev.front(p.name)["trial"]})
+    by_number = {t.number: t for t in prev.study.get_trials(deepcopy=False)}
+    queued = 0
+    for n in numbers:
+        if n in by_number and not by_number[n].user_attrs.get("baseline"):
+            study.enqueue_trial(by_number[n].params, user_attrs={"warm_start": str(previous)})
+            queued += 1
+    return queued
 
 
 def _raise_interrupt(_signum: int, _frame: Any) -> None:

@@ -88,13 +88,13 @@ def load(recipe: dict[str, Any] = RECIPE, *, verbose: bool = True) -> Task:
     folder = cache_root() / f"mnist1d-cnn-{recipe_key(recipe)}"
     data_path, model_path, meta_path = folder / "data.pt", folder / "teacher.pt", folder / "meta.json"
     if data_path.exists():
-        data = torch.load(data_path)
+        data = torch.load(data_path, weights_only=True)
     else:
         data = _make_data(recipe["data"])
         atomic_save(data, data_path)
     model = build_cnn(**recipe["model"])
     if model_path.exists():
-        model.load_state_dict(torch.load(model_path))
+        model.load_state_dict(torch.load(model_path, weights_only=True))
         meta = json.loads(meta_path.read_text())
     else:
         if verbose:
