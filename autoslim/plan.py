@@ -65,7 +65,15 @@ def _describe_step(step: Step) -> str:
     if name == "prune.structured":
         return f"prune {c.ratio:.0%} channels ({c.importance})"
     if name == "prune.unstructured":
+        if c.pattern is not None:
+            return f"{c.pattern} sparsity"
+        if c.threshold is not None:
+            return f"zero |w| < {c.threshold:.3g}"
         return f"zero {c.amount:.0%} weights ({c.scope})"
+    if name == "factorize.lowrank":
+        return f"low-rank {c.rank_ratio:.0%}" if c.rank_ratio is not None else f"low-rank {c.energy:.0%} energy"
+    if name == "share.weights":
+        return f"share {2**c.bits} clusters" + (" + huffman" if c.huffman else "")
     if name == "distill.kd":
         return f"KD {c.epochs} ep lr {c.lr:.1g} T{c.temperature:.1f}"
     if name == "quantize":

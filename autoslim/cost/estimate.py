@@ -1,7 +1,8 @@
 """Analytic cost of a model on a hardware profile: a per-layer roofline.
 
 time(layer) = max(2 * MACs / rate[dtype], weight bytes / weight bandwidth + activation bytes / act bandwidth)
-              + dispatch overhead
+              + dispatch overhead[dtype]
+  (a measured profile with ``activation_bytes_per_s`` adds the activation term instead of overlapping it)
   * dtype: int8 when weights <= 8 bits and activations are quantized to 8 bits, fp16 with 16-bit activations,
     else fp32; a dtype the profile lacks falls back to the next wider one (int4 -> int8 -> fp16 -> fp32).
   * bytes moved: weights at their stored bits, activations in and out at the compute width. Weights are read
@@ -104,7 +105,7 @@ class LayerCost:
 
 
 def layer_cost(layer: LayerStats, profile: HardwareProfile, *, weights_cached: bool = False) -> LayerCost:
-    dtype, rate = profile.rate(compute_dtype(layer))
+    dtype, rate = profile.rate(compute_dtype(layer), layer.kind)
     b, m = profile.batch_size, profile.channel_multiple
     cin_eff = _aligned(layer.in_channels, m) if layer.groups == 1 else layer.in_channels  # depthwise: no reuse
     align = (_aligned(layer.out_channels, m) / layer.out_channels) * (cin_eff / layer.in_channels)
@@ -125,8 +126,14 @@ def layer_cost(layer: LayerStats, profile: HardwareProfile, *, weights_cached: b
         cache_bw if profile.cache_bytes and act_bytes <= profile.cache_bytes else profile.memory_bandwidth_bytes_per_s
     )
     weight_bw = cache_bw if weights_cached else profile.memory_bandwidth_bytes_per_s
-    memory_s = weight_bytes / weight_bw + act_bytes / act_bw
-    seconds = max(2.0 * macs / rate, memory_s) + profile.layer_overhead_s
+    act_rate = profile.activation_rate(dtype, layer.kind)
+    if act_rate is not None:
+        # Measured profiles: passes over activations between layers (adds, activations, int8 (de)quantization)
+        # are not overlapped with the layer's compute, so they add at their fitted rate.
+        seconds = max(2.0 * macs / rate, weight_bytes / weight_bw) + act_bytes / act_rate
+    else:
+        seconds = max(2.0 * macs / rate, weight_bytes / weight_bw + act_bytes / act_bw)
+    seconds += profile.overhead(dtype, layer.kind)
     return LayerCost(seconds, 2.0 * macs, weight_bytes + act_bytes, dtype)
 
 

@@ -19,7 +19,7 @@ from autoslim.nn_utils import batch_size_of, call_model, weight_layers
 @dataclass(frozen=True)
 class LayerStats:
     name: str
-    kind: str  # "conv" or "linear"
+    kind: str  # "linear", "conv1d", "conv2d" or "conv3d": kernel families run at different rates
     in_channels: int
     out_channels: int
     groups: int
@@ -80,7 +80,7 @@ def layer_stats(model: nn.Module, example_inputs: Any) -> list[LayerStats]:
             spatial = out_elems // max(cout, 1)
             macs = out_elems * cin
         else:
-            kind, cin, cout, groups = "conv", m.in_channels, m.out_channels, m.groups
+            kind, cin, cout, groups = f"conv{len(m.kernel_size)}d", m.in_channels, m.out_channels, m.groups
             spatial = out_elems // max(cout, 1)
             macs = out_elems * (cin // groups) * math.prod(tuple(m.kernel_size))
         stats.append(

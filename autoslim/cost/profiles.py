@@ -48,17 +48,38 @@ class HardwareProfile:
     memory_capacity_bytes: float | None = None  # RAM: activations (+ weights if resident) must fit
     storage_capacity_bytes: float | None = None  # flash / disk: the stored model must fit
     weights_in_memory: bool = True  # False where weights execute in place from flash (microcontrollers)
+    overhead_by_dtype: dict[str, float] = field(default_factory=dict)  # per-dtype override of layer_overhead_s
+    activation_bytes_per_s: dict[str, float] = field(default_factory=dict)  # fitted by calibrate, per dtype
+    # Measured numbers per kernel family (linear, conv1d, conv2d, conv3d): a runtime's int8 2-D convolution can be
+    # slower than its 1-D convolution or its GEMM. {family: {ops_per_s | overhead_s | activation_bytes_per_s:
+    # {dtype: value}}}; used as is (effective, measured) where present, else the profile-wide numbers.
+    kernel_families: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    measure_latency: bool = False  # True for the machine running the search: trials are also timed for real
     energy_per_op_j: dict[str, float] = field(default_factory=dict)  # per dtype; gives the energy metric
     energy_per_byte_j: float | None = None  # per byte moved from memory
     sources: dict[str, str] = field(default_factory=dict)
 
-    def rate(self, dtype: str) -> tuple[str, float]:
+    def rate(self, dtype: str, layer_kind: str | None = None) -> tuple[str, float]:
         """The dtype a layer really runs in here (falling back int4 -> int8 -> fp16 -> fp32) and its ops/s."""
         chain = DTYPES[DTYPES.index(dtype) :: -1] if dtype in DTYPES else ("fp32",)
         for d in chain:
             if d in self.peak_ops_per_s:
-                return d, self.peak_ops_per_s[d] * self.efficiency
+                measured = self._family(layer_kind, "ops_per_s", d)
+                return d, measured if measured is not None else self.peak_ops_per_s[d] * self.efficiency
         return "fp32", self.peak_ops_per_s["fp32"] * self.efficiency
+
+    def _family(self, kind: str | None, key: str, dtype: str) -> float | None:
+        return self.kernel_families.get(kind or "", {}).get(key, {}).get(dtype)
+
+    def overhead(self, dtype: str, layer_kind: str | None = None) -> float:
+        """Per-layer fixed time for a layer running in ``dtype`` (int8 layers also (de)quantize at their edges)."""
+        measured = self._family(layer_kind, "overhead_s", dtype)
+        return measured if measured is not None else self.overhead_by_dtype.get(dtype, self.layer_overhead_s)
+
+    def activation_rate(self, dtype: str, layer_kind: str | None = None) -> float | None:
+        """Fitted rate of the passes over a layer's activations, where the profile was measured."""
+        measured = self._family(layer_kind, "activation_bytes_per_s", dtype)
+        return measured if measured is not None else self.activation_bytes_per_s.get(dtype)
 
     @property
     def has_energy(self) -> bool:
@@ -99,6 +120,35 @@ def _dtype_map(where: str, key: str, value: Any) -> dict[str, float]:
         if d not in DTYPES:
             raise ProfileError(f"{where}: field '{key}.{d}': unknown dtype; allowed: {list(DTYPES)} (bf16 = fp16)")
         out[d] = _number(where, f"{key}.{d}", v)
+    return out
+
+
+def _overhead_map(where: str, key: str, value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ProfileError(f"{where}: field '{key}' must map dtypes {list(DTYPES)} to numbers")
+    out: dict[str, float] = {}
+    for d, v in value.items():
+        dtype = DTYPE_ALIASES.get(str(d), str(d))
+        if dtype not in DTYPES:
+            raise ProfileError(f"{where}: field '{key}.{d}': unknown dtype; allowed: {list(DTYPES)}")
+        out[dtype] = _number(where, f"{key}.{d}", v, positive=False)
+    return out
+
+
+LAYER_KINDS = ("linear", "conv1d", "conv2d", "conv3d")
+
+
+FAMILY_FIELDS = ("ops_per_s", "overhead_s", "activation_bytes_per_s")
+
+
+def _kind_map(where: str, key: str, value: Any) -> dict[str, dict[str, dict[str, float]]]:
+    if not isinstance(value, dict) or set(value) - set(LAYER_KINDS):
+        raise ProfileError(f"{where}: field '{key}' must map layer kinds {list(LAYER_KINDS)} to their numbers")
+    out = {}
+    for kind, numbers in value.items():
+        if not isinstance(numbers, dict) or set(numbers) - set(FAMILY_FIELDS):
+            raise ProfileError(f"{where}: field '{key}.{kind}' must map {list(FAMILY_FIELDS)} to dtype maps")
+        out[kind] = {f: _overhead_map(where, f"{key}.{kind}.{f}", v) for f, v in numbers.items()}
     return out
 
 
@@ -148,6 +198,10 @@ _SCHEMA: dict[str, tuple[Callable[[str, str, Any], Any], bool]] = {
     "memory_capacity_bytes": (_number, False),
     "storage_capacity_bytes": (_number, False),
     "weights_in_memory": (_bool, False),
+    "measure_latency": (_bool, False),
+    "overhead_by_dtype": (_overhead_map, False),
+    "activation_bytes_per_s": (_dtype_map, False),
+    "kernel_families": (_kind_map, False),
     "energy_per_op_j": (_dtype_map, False),
     "energy_per_byte_j": (_number, False),
     "sources": (_sources, False),
@@ -217,10 +271,13 @@ def get_profile(ref: str) -> HardwareProfile:
     builtins = builtin_profiles()
     if ref in builtins:
         return builtins[ref]
+    if ref == "host":  # this machine, calibrated on first use (a few seconds) and cached
+        from autoslim.cost.calibrate import host_profile
+
+        return host_profile()
     saved = user_profile_dir() / f"{ref}.yaml"
     if saved.exists():
         return load_profile_file(saved)
     if ref.endswith((".yaml", ".yml")) and Path(ref).exists():
         return load_profile_file(ref)
-    hint = " (run `autoslim profiles calibrate` to create 'host')" if ref == "host" else ""
-    raise ProfileError(f"unknown profile {ref!r}: built-in ones are {sorted(builtins)}, or give a YAML path{hint}")
+    raise ProfileError(f"unknown profile {ref!r}: built-in ones are {sorted(builtins)} and host, or give a YAML path")

@@ -47,8 +47,10 @@ def front_frame(df: pd.DataFrame, profile: HardwareProfile) -> pd.DataFrame:
     """This profile's Pareto front (accuracy vs. its objective), sorted by cost."""
     col = f"{profile.name}.{profile.objective}"
     # A model too big for the profile's memory or storage is infeasible there: it stays off this front.
-    fits = df[f"{profile.name}.fits"].fillna(True).astype(bool) if len(df) else None
-    ok = df[(df["status"] == "ok") & df[col].notna() & fits & df["feasible"]] if len(df) else df
+    if df.empty:
+        return df
+    fits = df[f"{profile.name}.fits"].fillna(True).astype(bool)
+    ok = df[(df["status"] == "ok") & df[col].notna() & fits & df["feasible"]]
     if ok.empty:
         return ok
     mask = pareto_front(ok["accuracy"].tolist(), ok[col].tolist())

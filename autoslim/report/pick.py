@@ -51,8 +51,9 @@ def pick(results: StudyResults, profile: str, query: Query) -> Pick:
         miss += ((size - query.max_bytes) / query.max_bytes).clip(lower=0)
     hits = front[ok]
     if hits.empty:
-        nearest = front.loc[miss.idxmin()]
+        nearest = front.iloc[int(miss.to_numpy().argmin())]
         return Pick(None, nearest, f"no front point on {profile} meets the query; nearest is trial {nearest['trial']}")
     only_accuracy = query.max_latency_ms is None and query.max_bytes is None
-    best = hits.loc[hits[f"{p.name}.{p.objective}"].idxmin()] if only_accuracy else hits.loc[hits["accuracy"].idxmax()]
+    key = hits[f"{p.name}.{p.objective}"].to_numpy().argmin() if only_accuracy else hits["accuracy"].to_numpy().argmax()
+    best = hits.iloc[int(key)]
     return Pick(best, None, f"trial {best['trial']} on {profile}")

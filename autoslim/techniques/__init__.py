@@ -3,7 +3,15 @@
 Importing this package registers the built-in techniques.
 """
 
-from autoslim.techniques import cut, distill, prune_structured, prune_unstructured, quantize  # noqa: F401
+from autoslim.techniques import (  # noqa: F401
+    cut,
+    distill,
+    lowrank,
+    prune_structured,
+    prune_unstructured,
+    quantize,
+    share,
+)
 from autoslim.techniques.registry import (
     ApplyContext,
     InfeasibleError,

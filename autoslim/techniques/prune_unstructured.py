@@ -1,4 +1,9 @@
-"""``prune.unstructured``: zero the smallest-magnitude weights, globally or per layer.
+"""``prune.unstructured``: zero the smallest-magnitude weights, globally or per layer, below a threshold, or in an
+N:M semi-structured pattern.
+
+Modes (the first that is set wins): ``pattern="2:4"`` keeps the N largest of every M consecutive weights along
+the input dimension (the layout sparse tensor cores accelerate); ``threshold`` zeros every ``|w| < threshold``;
+otherwise ``amount`` zeros that fraction by magnitude rank.
 
 The zero pattern is kept as a non-persistent buffer ``autoslim_weight_mask`` and re-applied after every
 optimizer step of a later fine-tune (:func:`enforce_masks`), so zeros stay zero.
@@ -6,28 +11,50 @@ optimizer step of a later fine-tune (:func:`enforce_masks`), so zeros stay zero.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from autoslim.nn_utils import weight_layers
+from autoslim.nn_utils import WeightLayer, weight_layers
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
 
 MASK = "autoslim_weight_mask"
+_PATTERN = re.compile(r"^(\d+):(\d+)$")
 
 
 @dataclass(frozen=True)
 class UnstructuredPruneConfig:
-    amount: float = 0.5  # fraction of weights set to zero
+    amount: float = 0.5  # fraction of weights set to zero (ignored when threshold or pattern is set)
     scope: Literal["global", "layer"] = "global"  # one magnitude ranking across layers, or one per layer
+    threshold: float | None = None  # zero every weight with |w| < threshold
+    pattern: str | None = None  # "N:M": keep the N largest of every M consecutive input weights, e.g. "2:4"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.amount < 1.0:
             raise ValueError(f"amount must be in [0, 1), got {self.amount}")
         if self.scope not in ("global", "layer"):
             raise ValueError(f"scope must be 'global' or 'layer', got {self.scope!r}")
+        if self.threshold is not None and not (math.isfinite(self.threshold) and self.threshold > 0):
+            raise ValueError(f"threshold must be a finite number > 0, got {self.threshold}")
+        if self.pattern is not None:
+            parse_pattern(self.pattern)
+            if self.threshold is not None:
+                raise ValueError("pattern and threshold are exclusive: set one of them")
+
+
+def parse_pattern(pattern: str) -> tuple[int, int]:
+    """``"2:4"`` -> ``(2, 4)``; a malformed pattern raises a ValueError naming the field."""
+    match = _PATTERN.match(pattern) if isinstance(pattern, str) else None
+    if match is None:
+        raise ValueError(f"pattern must look like 'N:M' (e.g. '2:4'), got {pattern!r}")
+    n, m = int(match.group(1)), int(match.group(2))
+    if not 1 <= n < m:
+        raise ValueError(f"pattern 'N:M' needs 1 <= N < M, got {pattern!r}")
+    return n, m
 
 
 def enforce_masks(model: nn.Module) -> None:
@@ -45,29 +72,65 @@ def _kth_smallest(values: torch.Tensor, fraction: float) -> float:
     return float(values.kthvalue(k).values) if k > 0 else -1.0
 
 
+def nm_mask(w: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """Keep the ``n`` largest |w| of every ``m`` consecutive weights of each row of ``w.flatten(1)``.
+
+    A convolution's row runs over input channels and kernel taps in memory order, the GEMM K dimension that
+    sparse kernels group (and the one the cost model checks).
+    """
+    groups = w.detach().abs().flatten(1).reshape(w.shape[0], -1, m)
+    keep = groups.topk(n, dim=-1).indices  # ties resolved by position: deterministic
+    mask = torch.zeros_like(groups).scatter_(-1, keep, 1.0)
+    return mask.reshape(w.shape).to(w.dtype)
+
+
+def _set_mask(layer: WeightLayer, mask: torch.Tensor) -> None:
+    old = getattr(layer, MASK, None)
+    if old is not None:
+        mask = mask * old
+    if MASK in layer._buffers:
+        layer._buffers[MASK] = mask
+    else:
+        layer.register_buffer(MASK, mask, persistent=False)
+    layer.weight.mul_(mask)
+
+
+def _masks(layers: list[tuple[str, WeightLayer]], config: UnstructuredPruneConfig, notes: dict) -> list[tuple]:
+    """(layer, mask) for every layer this config prunes."""
+    if config.pattern is not None:
+        n, m = parse_pattern(config.pattern)
+        ok = [(name, lay) for name, lay in layers if lay.weight[0].numel() % m == 0]
+        notes["pattern_layers"] = len(ok)
+        notes["skipped"] = [name for name, lay in layers if lay.weight[0].numel() % m != 0]
+        return [(lay, nm_mask(lay.weight, n, m)) for _, lay in ok]
+    if config.threshold is not None:
+        return [(lay, (lay.weight.abs() >= config.threshold).to(lay.weight.dtype)) for _, lay in layers]
+    if config.scope == "global":
+        t = _kth_smallest(torch.cat([lay.weight.abs().flatten() for _, lay in layers]), config.amount)
+        return [(lay, (lay.weight.abs() > t).to(lay.weight.dtype)) for _, lay in layers]
+    return [
+        (lay, (lay.weight.abs() > _kth_smallest(lay.weight.abs().flatten(), config.amount)).to(lay.weight.dtype))
+        for _, lay in layers
+    ]
+
+
 @register("prune.unstructured", UnstructuredPruneConfig, order=40)
 def apply(model: nn.Module, config: UnstructuredPruneConfig, ctx: ApplyContext) -> nn.Module:
     layers = weight_layers(model)
     if not layers:
         raise InfeasibleError("prune.unstructured: the model has no Conv or Linear weights")
-    if config.amount == 0.0:
+    if config.amount == 0.0 and config.threshold is None and config.pattern is None:
         return model
+    notes: dict = {}
     with torch.no_grad():
-        if config.scope == "global":
-            threshold = _kth_smallest(torch.cat([m.weight.abs().flatten() for _, m in layers]), config.amount)
-        for _, m in layers:
-            w = m.weight
-            t = threshold if config.scope == "global" else _kth_smallest(w.abs().flatten(), config.amount)
-            mask = (w.abs() > t).to(w.dtype)
-            old = getattr(m, MASK, None)
-            if old is not None:
-                mask = mask * old
-            if MASK in m._buffers:
-                m._buffers[MASK] = mask
-            else:
-                m.register_buffer(MASK, mask, persistent=False)
-            w.mul_(mask)
+        masks = _masks(layers, config, notes)
+        if not masks:
+            raise InfeasibleError(
+                f"prune.unstructured: no layer's input dimension is divisible by M for pattern {config.pattern!r}"
+            )
+        for layer, mask in masks:
+            _set_mask(layer, mask)
     total = sum(m.weight.numel() for _, m in layers)
     zeros = sum(m.weight.numel() - int(torch.count_nonzero(m.weight)) for _, m in layers)
-    ctx.notes["prune.unstructured"] = {"sparsity": zeros / total}
+    ctx.notes["prune.unstructured"] = {"sparsity": zeros / total, **notes}
     return model

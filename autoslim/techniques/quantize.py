@@ -1,25 +1,47 @@
-"""``quantize``: uniform weight quantization to N bits (simulated), optional 8-bit activations.
+"""``quantize``: uniform weight quantization to N bits (simulated), optional activation quantization.
 
-Weights are rounded to a symmetric grid (per output channel or per tensor) and stored back as floats, so
-accuracy is computed with the quantized numerics. Activation quantization fake-quantizes each weight layer's
-input with an asymmetric per-tensor range calibrated (min/max) on calibration data. Each quantized layer carries
-``autoslim_weight_bits`` / ``autoslim_act_bits``: the cost model prices bytes and picks the compute dtype from them.
+Weights are rounded to a grid (per output channel or per tensor; symmetric, or asymmetric with a zero point) and
+stored back as floats, so accuracy is computed with the quantized numerics. Activation quantization fake-quantizes
+each weight layer's input on an asymmetric per-tensor grid whose range is calibrated on calibration data
+(``minmax``, ``percentile`` or ``mse``) and always contains 0, so zero padding and ReLU zeros stay exact.
+
+The defaults (8-bit per-channel symmetric weights, 8-bit asymmetric per-tensor min/max activations) follow
+onnxruntime's static QDQ quantization, so the simulated accuracy predicts the real int8 accuracy measured by
+:mod:`autoslim.runtime.onnx_int8` (per-channel symmetric rounding commutes with folding batch norm into the conv).
+
+``keep_first_last`` keeps the first and last weight layers (in execution order) at 8-bit weights when
+``weight_bits`` < 8, the usual recipe: the first layer has few weights and sees raw inputs, the last one writes the
+logits, and both are the most sensitive to rounding. Their activations follow ``act_bits`` like every other layer:
+``act_bits`` is never below 8, so there is nothing to protect, and leaving them in float would force a float
+island (dequantize / requantize) on int8 hardware that the cost model would not see.
+
+``mode="qat"`` changes nothing here: it asks :func:`autoslim.trial.build_model` to run the plan's fine-tune
+(``distill.kd``) under fake quantization (:mod:`autoslim.techniques.qat`); this step then rounds the trained weights.
+
+Each quantized layer carries ``autoslim_weight_bits`` / ``autoslim_act_bits``: the cost model prices bytes and
+picks the compute dtype from them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from autoslim.nn_utils import call_model, weight_layers
+from autoslim.nn_utils import WeightLayer, call_model, execution_order, weight_layers
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
 
 WEIGHT_BITS = (2, 3, 4, 6, 8, 16)
 ACT_BITS = (8, 16, None)
+CALIBRATIONS = ("minmax", "percentile", "mse")
+MODES = ("ptq", "qat")
+PERCENTILE = 99.99  # of each tail: drops ~1 in 10,000 outliers per side
+# clipping ratios of the min/max range tried by ``mse``: fine near 1, coarse down to 1% for heavy tails
+MSE_RATIOS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01)
+MAX_SAMPLES = 1 << 20  # values kept per layer for percentile / mse calibration: bounds memory on big models
 
 
 @dataclass(frozen=True)
@@ -27,46 +49,101 @@ class QuantizeConfig:
     weight_bits: int = 8
     act_bits: int | None = None  # None keeps float activations (weight-only quantization)
     per_channel: bool = True  # one scale per output channel, else one per tensor
+    symmetric: bool = True  # symmetric weight grid around 0; False: asymmetric with a zero point
+    calibration: Literal["minmax", "percentile", "mse"] = "minmax"  # how activation ranges are chosen
+    keep_first_last: bool = False  # first and last weight layers keep 8-bit weights when weight_bits < 8
+    mode: Literal["ptq", "qat"] = "ptq"  # qat: the plan's fine-tune trains under fake quantization
 
     def __post_init__(self) -> None:
         if self.weight_bits not in WEIGHT_BITS:
             raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}, got {self.weight_bits}")
         if self.act_bits not in ACT_BITS:
             raise ValueError(f"act_bits must be one of {ACT_BITS}, got {self.act_bits}")
+        for name in ("per_channel", "symmetric", "keep_first_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
 
 
-def quantize_weight(w: torch.Tensor, bits: int, *, per_channel: bool = True) -> torch.Tensor:
-    """Round ``w`` to a symmetric ``bits``-bit grid and return the dequantized tensor (zeros stay zero)."""
-    qmax = 2 ** (bits - 1) - 1
-    if per_channel:
-        amax = w.abs().flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, *([1] * (w.dim() - 1)))
-    else:
-        amax = w.abs().amax().clamp_min(1e-12)
-    scale = amax / qmax
-    return (w / scale).round().clamp(-qmax, qmax) * scale
+def quantize_weight(w: torch.Tensor, bits: int, *, per_channel: bool = True, symmetric: bool = True) -> torch.Tensor:
+    """Round ``w`` to a ``bits``-bit grid and return the dequantized tensor (zeros stay zero).
+
+    Symmetric: levels ``-qmax..qmax`` (int8: -127..127, as onnxruntime), scale ``amax / qmax``. Asymmetric:
+    ``2**bits`` levels over ``[min(w, 0), max(w, 0)]`` with an integer zero point, so 0 is exactly representable.
+    16 bits means fp16 storage.
+    """
+    if bits >= 16:
+        return w.half().to(w.dtype)
+    flat = w.flatten(1) if per_channel and w.dim() > 1 else w.reshape(1, -1)
+    shape = (-1, *([1] * (w.dim() - 1))) if per_channel and w.dim() > 1 else ()
+    if symmetric:
+        qmax = 2 ** (bits - 1) - 1
+        scale = (flat.abs().amax(dim=1).clamp_min(1e-12) / qmax).reshape(shape)
+        return (w / scale).round().clamp(-qmax, qmax) * scale
+    levels = 2**bits - 1
+    lo = flat.amin(dim=1).clamp_max(0.0)
+    hi = flat.amax(dim=1).clamp_min(0.0)
+    scale = ((hi - lo).clamp_min(1e-12) / levels).reshape(shape)
+    zero_point = (-lo.reshape(shape) / scale).round()
+    return ((w / scale).round() + zero_point).clamp(0, levels).sub(zero_point) * scale
 
 
 class ActFakeQuant:
-    """Forward pre-hook that fake-quantizes a layer's input to an asymmetric ``bits``-bit range."""
+    """Forward pre-hook that fake-quantizes a layer's input to an asymmetric ``bits``-bit range containing 0.
+
+    Under autograd (quantization-aware training) it is a clipped straight-through estimator: the forward pass sees
+    the quantized values, the gradient passes unchanged inside the range and is zero outside it.
+    """
 
     def __init__(self, lo: float, hi: float, bits: int) -> None:
-        levels = 2**bits - 1
-        self.scale = max(hi - lo, 1e-8) / levels
+        lo, hi = min(lo, 0.0), max(hi, 0.0)  # 0 exact: zero padding and ReLU zeros cost no error
+        self.levels = 2**bits - 1
+        self.scale = max(hi - lo, 1e-8) / self.levels
         self.zero_point = round(-lo / self.scale)
-        self.levels = levels
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        q = (x / self.scale).round().add(self.zero_point).clamp(0, self.levels)
+        return (q - self.zero_point) * self.scale
 
     def __call__(self, _module: nn.Module, args: tuple) -> tuple:
         x = args[0]
-        q = (x / self.scale).round().add(self.zero_point).clamp(0, self.levels)
-        return ((q - self.zero_point) * self.scale, *args[1:])
+        if torch.is_grad_enabled() and x.requires_grad:
+            lo, hi = -self.zero_point * self.scale, (self.levels - self.zero_point) * self.scale
+            xc = x.clamp(lo, hi)
+            return (xc + (self.quantize(xc) - xc).detach(), *args[1:])
+        return (self.quantize(x), *args[1:])
 
 
-def _calibrate_ranges(model: nn.Module, layers: Sequence[nn.Module], inputs: Any) -> dict[nn.Module, tuple]:
-    ranges: dict[nn.Module, tuple] = {}
+def layer_bits(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) -> list[tuple[WeightLayer, int]]:
+    """Every weight layer with the weight bits it gets (``keep_first_last`` lifts the ends to 8 bits)."""
+    layers = [m for _, m in weight_layers(model)]
+    if not layers:
+        raise InfeasibleError("quantize: the model has no Conv or Linear weights")
+    kept: set[nn.Module] = set()
+    if config.keep_first_last and config.weight_bits < 8:
+        order = execution_order(model, ctx.example_inputs) or layers
+        kept = {order[0], order[-1]}
+    return [(m, 8 if m in kept else config.weight_bits) for m in layers]
+
+
+def calibrate_ranges(
+    model: nn.Module, layers: Sequence[nn.Module], inputs: Any, *, method: str = "minmax", bits: int = 8
+) -> dict[nn.Module, tuple[float, float]]:
+    """The input range of each layer in ``layers`` on ``inputs`` (one forward pass, eval mode)."""
+    seen: dict[nn.Module, torch.Tensor] = {}
+    gen = torch.Generator().manual_seed(0)  # the subsample is part of the calibration: keep it reproducible
 
     def hook(mod: nn.Module, args: tuple) -> None:
-        x = args[0].detach()
-        ranges[mod] = (float(x.min()), float(x.max()))
+        if mod in seen:  # a layer reused in a loop is calibrated at its first call
+            return
+        x = args[0].detach().flatten().float()
+        if method == "minmax":
+            seen[mod] = torch.stack([x.min(), x.max()])
+        else:
+            seen[mod] = x[torch.randperm(x.numel(), generator=gen)[:MAX_SAMPLES]] if x.numel() > MAX_SAMPLES else x
 
     handles = [m.register_forward_pre_hook(hook) for m in layers]
     was_training = model.training
@@ -78,27 +155,48 @@ def _calibrate_ranges(model: nn.Module, layers: Sequence[nn.Module], inputs: Any
         for h in handles:
             h.remove()
         model.train(was_training)
-    return ranges
+    if method == "minmax":
+        return {m: (float(v[0]), float(v[1])) for m, v in seen.items()}
+    if method == "percentile":
+        return {m: _percentile_range(v) for m, v in seen.items()}
+    return {m: _mse_range(v, bits) for m, v in seen.items()}
+
+
+def _percentile_range(x: torch.Tensor) -> tuple[float, float]:
+    tail = 1.0 - PERCENTILE / 100.0
+    k_lo = max(1, int(tail * x.numel()))
+    k_hi = max(1, min(x.numel(), round(PERCENTILE / 100.0 * x.numel())))
+    return float(x.kthvalue(k_lo).values), float(x.kthvalue(k_hi).values)
+
+
+def _mse_range(x: torch.Tensor, bits: int) -> tuple[float, float]:
+    """The clipped min/max range whose fake quantization of ``x`` has the smallest squared error."""
+    lo, hi = float(x.min()), float(x.max())
+    best, best_err = (lo, hi), float("inf")
+    for r in MSE_RATIOS:
+        fq = ActFakeQuant(r * lo, r * hi, bits)
+        err = float((fq.quantize(x) - x).pow(2).mean())
+        if err < best_err:
+            best, best_err = (r * lo, r * hi), err
+    return best
 
 
 @register("quantize", QuantizeConfig, order=70)
 def apply(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) -> nn.Module:
-    layers = [m for _, m in weight_layers(model)]
-    if not layers:
-        raise InfeasibleError("quantize: the model has no Conv or Linear weights")
+    bits = layer_bits(model, config, ctx)
+    ranges: dict[nn.Module, tuple[float, float]] = {}
     if config.act_bits is not None:
         data = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
-        ranges = _calibrate_ranges(model, layers, data)
+        ranges = calibrate_ranges(model, [m for m, _ in bits], data, method=config.calibration, bits=config.act_bits)
     with torch.no_grad():
-        for m in layers:
-            if config.weight_bits < 16:
-                m.weight.copy_(quantize_weight(m.weight, config.weight_bits, per_channel=config.per_channel))
-            else:  # 16 bits: fp16 storage
-                m.weight.copy_(m.weight.half().float())
-            m.autoslim_weight_bits = config.weight_bits  # type: ignore[assignment]
+        for m, wbits in bits:
+            m.weight.copy_(quantize_weight(m.weight, wbits, per_channel=config.per_channel, symmetric=config.symmetric))
+            m.autoslim_weight_bits = wbits  # type: ignore[assignment]
             if config.act_bits is not None and m in ranges:
-                lo, hi = ranges[m]
-                m.register_forward_pre_hook(ActFakeQuant(lo, hi, config.act_bits))
+                m.register_forward_pre_hook(ActFakeQuant(*ranges[m], config.act_bits))
                 m.autoslim_act_bits = config.act_bits  # type: ignore[assignment]
-    ctx.notes["quantize"] = {"layers": len(layers)}
+    note: dict[str, Any] = {"layers": len(bits), "kept_8bit": sum(b != config.weight_bits for _, b in bits)}
+    if config.mode == "qat" and "quantize.qat" not in ctx.notes:
+        note["qat"] = "no fine-tune ran under fake quantization (the plan has no distill.kd step): PTQ only"
+    ctx.notes["quantize"] = note
     return model

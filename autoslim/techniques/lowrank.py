@@ -1,0 +1,164 @@
+"""``factorize.lowrank``: replace Linear and Conv1d/Conv2d layers by two thinner layers from a truncated SVD.
+
+A Linear ``in -> out`` becomes ``Linear(in -> r, no bias)`` then ``Linear(r -> out)`` with the original bias. A
+convolution ``C -> O`` with kernel ``k`` is factorized through its weight reshaped to ``O x (C * prod(k))``: a
+``conv(C -> r, kernel k)`` that keeps stride, padding and dilation, then a 1x1 ``conv(r -> O)`` with the bias.
+The singular values are split evenly (``sqrt(S)`` into each factor) so both layers keep similar weight scales,
+which a later fine-tune and quantization handle better than one factor carrying all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoslim.nn_utils import execution_order, weight_layers
+from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
+
+
+@dataclass(frozen=True)
+class LowRankConfig:
+    rank_ratio: float | None = 0.5  # r = ceil(rank_ratio * min(rows, cols)) of the (reshaped) weight matrix
+    energy: float | None = None  # or: the smallest r keeping this fraction of the squared singular values
+    min_features: int = 16  # layers whose weight matrix has a side shorter than this are left alone
+    skip_last: bool = True  # the output layer is usually small and the most sensitive
+
+    def __post_init__(self) -> None:
+        if (self.rank_ratio is None) == (self.energy is None):
+            raise ValueError(
+                f"exactly one of rank_ratio and energy must be set, got rank_ratio={self.rank_ratio}, "
+                f"energy={self.energy} (energy mode needs rank_ratio=None)"
+            )
+        if self.rank_ratio is not None and not 0.0 < self.rank_ratio <= 1.0:
+            raise ValueError(f"rank_ratio must be in (0, 1], got {self.rank_ratio}")
+        if self.energy is not None and not 0.0 < self.energy <= 1.0:
+            raise ValueError(f"energy must be in (0, 1], got {self.energy}")
+        if self.min_features < 1:
+            raise ValueError(f"min_features must be >= 1, got {self.min_features}")
+
+
+def choose_rank(singular_values: torch.Tensor, config: LowRankConfig) -> int:
+    full = singular_values.numel()
+    if config.rank_ratio is not None:
+        return min(full, max(1, math.ceil(config.rank_ratio * full)))
+    assert config.energy is not None
+    power = singular_values.double().pow(2)
+    kept = power.cumsum(0) / power.sum().clamp_min(1e-300)
+    # A tolerance so energy=1.0 does not demand the last rounding-error sliver.
+    return min(full, int((kept < config.energy - 1e-12).sum()) + 1)
+
+
+def _factorize(layer: nn.Module, config: LowRankConfig) -> tuple[nn.Sequential, int] | None:
+    """The factorized pair and its rank, or None when the layer should stay as it is."""
+    if isinstance(layer, nn.Linear):
+        pass
+    elif isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        if layer.groups != 1 or layer.padding_mode != "zeros":
+            return None  # grouped convs are already thin; other padding modes would need the pad repeated
+    else:
+        return None
+    w = layer.weight.detach()
+    matrix = w.flatten(1).double()
+    rows, cols = matrix.shape
+    if min(rows, cols) < config.min_features:
+        return None
+    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+    r = choose_rank(s, config)
+    if r * (rows + cols) >= rows * cols:
+        return None  # the pair would not be smaller
+    root = s[:r].sqrt()
+    first_w = (root[:, None] * vh[:r]).to(w.dtype)
+    second_w = (u[:, :r] * root[None, :]).to(w.dtype)
+    bias = layer.bias is not None
+    first: nn.Module
+    second: nn.Module
+    if isinstance(layer, nn.Linear):
+        first, second = nn.Linear(cols, r, bias=False), nn.Linear(r, rows, bias=bias)
+        second_shape: tuple[int, ...] = (rows, r)
+    else:
+        conv = nn.Conv1d if isinstance(layer, nn.Conv1d) else nn.Conv2d
+        first = conv(
+            layer.in_channels, r, layer.kernel_size, stride=layer.stride, padding=layer.padding,  # type: ignore[arg-type]
+            dilation=layer.dilation, bias=False,  # type: ignore[arg-type]
+        )  # fmt: skip
+        second = conv(r, layer.out_channels, 1, bias=bias)
+        second_shape = (rows, r) + (1,) * (w.dim() - 2)
+    first = first.to(device=w.device, dtype=w.dtype)
+    second = second.to(device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        first.weight.copy_(first_w.reshape(first.weight.shape))
+        second.weight.copy_(second_w.reshape(second_shape))
+        if bias:
+            second.bias.copy_(layer.bias.detach())  # type: ignore[union-attr]
+    pair = nn.Sequential(first, second)
+    pair.train(layer.training)
+    return pair, r
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
+
+
+# Parents that read their children's ``.weight`` instead of calling them (attention's out_proj, the fused
+# fast path of PyTorch's transformer layers): a factorized child there would break the forward pass.
+_READS_CHILD_WEIGHTS = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+
+
+def _uses_weight_directly(model: nn.Module) -> set[str]:
+    return {
+        f"{pname}.{cname}" if pname else cname
+        for pname, parent in model.named_modules()
+        if isinstance(parent, _READS_CHILD_WEIGHTS)
+        for cname, _ in parent.named_children()
+    }
+
+
+def _still_runs(model: nn.Module, example_inputs: Any) -> bool:
+    """Other custom modules may read a child's weight too; a forward pass is the only general check."""
+    try:
+        execution_order(model, example_inputs)
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+    return True
+
+
+@register("factorize.lowrank", LowRankConfig, order=30)
+def apply(model: nn.Module, config: LowRankConfig, ctx: ApplyContext) -> nn.Module:
+    layers = weight_layers(model)
+    if not layers:
+        raise InfeasibleError("factorize.lowrank: the model has no Conv or Linear weights")
+    skip = _uses_weight_directly(model)
+    last = execution_order(model, ctx.example_inputs)[-1] if config.skip_last else None
+    ranks: dict[str, Any] = {}
+    before = after = 0
+    for name, layer in layers:
+        if layer is last or name in skip:
+            continue
+        made = _factorize(layer, config)
+        if made is None:
+            continue
+        pair, r = made
+        if not name:
+            model = pair  # the model is a single layer
+        else:
+            _set_submodule(model, name, pair)
+            if not _still_runs(model, ctx.example_inputs):
+                _set_submodule(model, name, layer)
+                continue
+        before += layer.weight.numel()
+        after += r * (layer.weight[0].numel() + layer.weight.shape[0])
+        ranks[name] = r
+    if not ranks:
+        raise InfeasibleError(
+            "factorize.lowrank: no layer could be factorized into a smaller pair "
+            f"(min_features={config.min_features}, skip_last={config.skip_last}, Conv groups != 1 skipped)"
+        )
+    ctx.notes["factorize.lowrank"] = {
+        "layers": len(ranks), "ranks": ranks, "weights_before": before, "weights_after": after,
+    }  # fmt: skip
+    return model

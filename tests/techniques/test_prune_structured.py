@@ -1,0 +1,127 @@
+"""prune.structured: physically removes channels (every profile sees it), keeps the output layer's width."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from autoslim.cost import estimate_cost
+from autoslim.nn_utils import weight_layers
+from autoslim.techniques import InfeasibleError, get_technique
+from tests.conftest import apply, inputs_for, make_ctx, make_model, n_params, same_state
+
+
+def _out_channels(model: nn.Module) -> list[int]:
+    return [m.out_features if isinstance(m, nn.Linear) else m.out_channels for _, m in weight_layers(model)]
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn1d", "cnn2d"])
+def test_prune_half_keeps_output_shape_and_shrinks_every_cost(kind: str, profiles) -> None:
+    model = make_model(kind)
+    ctx = make_ctx(kind)
+    x = inputs_for(kind, 5)
+    out_shape = model(x).shape
+    before_params = n_params(model)
+    before = {name: estimate_cost(model, ctx.example_inputs, p) for name, p in profiles.items()}
+
+    out = apply("prune.structured", model, ctx, ratio=0.5)
+
+    assert out(x).shape == out_shape
+    after_params = n_params(out)
+    assert after_params < 0.5 * before_params  # half the channels on both sides of most weights: ~1/4 left
+    assert ctx.notes["prune.structured"] == {"params_before": before_params, "params_after": after_params}
+    for name, p in profiles.items():
+        cost = estimate_cost(out, ctx.example_inputs, p)
+        assert cost.macs < before[name].macs, name
+        assert cost.model_bytes < before[name].model_bytes, name
+        assert cost.latency_ms <= before[name].latency_ms, name
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn1d", "cnn2d"])
+def test_output_layer_keeps_its_width_and_hidden_layers_shrink(kind: str) -> None:
+    model = make_model(kind)
+    widths = _out_channels(model)
+    out = apply("prune.structured", model, make_ctx(kind), ratio=0.5)
+    new_widths = _out_channels(out)
+    assert new_widths[-1] == widths[-1]
+    assert all(n == w // 2 for n, w in zip(new_widths[:-1], widths[:-1], strict=True))
+
+
+def test_pruned_model_still_trains_and_runs_in_train_mode() -> None:
+    out = apply("prune.structured", make_model("cnn2d"), make_ctx("cnn2d"), ratio=0.5)
+    out.train()
+    loss = out(inputs_for("cnn2d", 8)).square().mean()
+    loss.backward()
+    assert all(p.grad is not None for p in out.parameters())
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn1d", "cnn2d"])
+def test_round_to_keeps_channel_counts_aligned(kind: str) -> None:
+    out = apply("prune.structured", make_model(kind), make_ctx(kind), ratio=0.3, round_to=8)
+    assert all(c % 8 == 0 for c in _out_channels(out)[:-1]), _out_channels(out)
+    unaligned = apply("prune.structured", make_model(kind), make_ctx(kind), ratio=0.3)
+    assert any(c % 8 for c in _out_channels(unaligned)[:-1])  # the rounding really did something
+
+
+def test_global_pruning_ranks_across_layers() -> None:
+    per_layer = _out_channels(apply("prune.structured", make_model("cnn1d"), make_ctx("cnn1d"), ratio=0.4))
+    global_ = _out_channels(
+        apply("prune.structured", make_model("cnn1d"), make_ctx("cnn1d"), ratio=0.4, global_pruning=True)
+    )
+    assert global_ != per_layer
+
+
+def test_importance_decides_which_channels_go() -> None:
+    model = make_model("mlp")
+    with torch.no_grad():  # make neuron 7 of the first hidden layer by far the largest: it must survive
+        model[0].weight[7].mul_(100.0)
+        model[0].bias[7] = 5.0
+    kept_weight = model[0].weight[7].clone()
+    out = apply("prune.structured", model, make_ctx("mlp"), ratio=0.5, importance="l1")
+    assert any(torch.equal(row, kept_weight) for row in out[0].weight)
+
+
+def test_bn_scale_importance_uses_batch_norm_scales() -> None:
+    model = make_model("cnn2d")
+    with torch.no_grad():  # stem channel 3 has the largest BN scale by far; channel 5 the smallest
+        model[1].weight[3] = 50.0
+        model[1].weight[5] = 1e-4
+    stem = model[0].weight.detach().clone()
+    out = apply("prune.structured", model, make_ctx("cnn2d"), ratio=0.5, importance="bn_scale")
+    kept = out[0].weight
+    assert any(torch.equal(k, stem[3]) for k in kept)
+    assert not any(torch.equal(k, stem[5]) for k in kept)
+
+
+def test_bn_scale_on_a_model_without_batch_norm_is_infeasible() -> None:
+    with pytest.raises(InfeasibleError, match="no channel could be removed"):
+        apply("prune.structured", make_model("mlp"), make_ctx("mlp"), ratio=0.5, importance="bn_scale")
+
+
+def test_a_single_output_layer_cannot_be_pruned() -> None:
+    model = nn.Sequential(nn.Linear(12, 4)).eval()
+    with pytest.raises(InfeasibleError):
+        apply("prune.structured", model, make_ctx("mlp"), ratio=0.5)
+
+
+def test_ratio_zero_returns_the_model_unchanged() -> None:
+    model = make_model("cnn1d")
+    reference = copy.deepcopy(model)
+    assert same_state(apply("prune.structured", model, make_ctx("cnn1d"), ratio=0.0), reference)
+
+
+def test_prune_is_deterministic() -> None:
+    a = apply("prune.structured", make_model("cnn2d"), make_ctx("cnn2d"), ratio=0.4, global_pruning=True)
+    b = apply("prune.structured", make_model("cnn2d"), make_ctx("cnn2d"), ratio=0.4, global_pruning=True)
+    assert same_state(a, b)
+
+
+@pytest.mark.parametrize(
+    "params", [{"ratio": 1.2}, {"ratio": 1.0}, {"ratio": -0.1}, {"importance": "l3"}, {"round_to": 0}]
+)
+def test_invalid_config_raises(params: dict) -> None:
+    with pytest.raises(ValueError):
+        get_technique("prune.structured").make_config(params)

@@ -1,0 +1,119 @@
+"""run_trial: copies the teacher, applies the plan, scores and prices it; never raises."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from autoslim.cost import estimate_cost
+from autoslim.evaluate import evaluate
+from autoslim.plan import CompressionPlan
+from autoslim.techniques import get_technique, registry
+from autoslim.trial import TrialResult, TrialSpec, run_trial
+from tests.conftest import n_params
+from tests.tiny_task import tiny_task
+
+FULL = {
+    "prune.structured": {"ratio": 0.5},
+    "prune.unstructured": {"amount": 0.5},
+    "distill.kd": {"epochs": 2, "batch_size": 64},
+    "quantize": {"weight_bits": 8, "act_bits": 8},
+}
+
+
+@pytest.fixture(scope="module")
+def task():
+    return tiny_task()
+
+
+def spec(steps: dict, profiles, seed: int = 0) -> TrialSpec:
+    return TrialSpec(CompressionPlan.from_params(steps).to_dict(), tuple(profiles.values()), seed=seed)
+
+
+def test_baseline_scores_and_prices_the_teacher(task, profiles) -> None:
+    result = run_trial(spec({}, profiles), task)
+    assert result.status == "ok", result.reason
+    teacher = task.teacher()
+    assert result.accuracy == pytest.approx(evaluate(teacher, task.val))
+    assert result.accuracy > 0.6  # the tiny teacher really learned something
+    assert result.params == n_params(teacher)
+    assert set(result.costs) == set(profiles)
+    for name, p in profiles.items():
+        assert result.costs[name] == estimate_cost(teacher, task.example_inputs, p).to_dict()
+    assert [s["technique"] for s in result.steps] == ["teacher"]
+    assert result.duration_s > 0
+    assert result.reason == ""
+
+
+def test_full_plan_is_ok_smaller_and_recorded_step_by_step(task, profiles) -> None:
+    base = run_trial(spec({}, profiles), task)
+    cache: dict = {}
+    result = run_trial(spec(FULL, profiles), task, cache=cache)
+    assert result.status == "ok", result.reason
+    assert 0.0 <= result.accuracy <= 1.0
+    assert result.accuracy > 0.4  # far better than chance (1/3) after KD recovery
+    assert result.params < base.params
+    for name in profiles:
+        assert set(result.costs[name]) >= {"latency_ms", "model_bytes", "peak_activation_bytes", "macs"}
+        assert result.costs[name]["model_bytes"] < base.costs[name]["model_bytes"]
+        assert result.costs[name]["macs"] < base.costs[name]["macs"]
+    techniques = [s["technique"] for s in result.steps]
+    assert techniques == ["teacher", "prune.structured", "prune.unstructured", "distill.kd", "quantize"]
+    params = [s["params"] for s in result.steps]
+    assert params[1] < params[0] and params[1] == params[-1]
+    bits = [s["weight_bits"] for s in result.steps]
+    assert bits[0] > bits[1] > bits[2] and bits[4] < bits[3]  # fewer channels, zeros, then 8-bit weights
+    assert set(result.notes) == set(FULL)
+    assert "teacher_logits" in cache  # KD reuses the teacher's logits through the per-process cache
+    json.dumps(result.to_dict())  # plain data: crosses process boundaries and goes into the journal
+    assert TrialResult.from_dict(result.to_dict()) == result
+
+
+def test_trial_never_changes_the_teacher(task, profiles) -> None:
+    before = task.teacher()
+    snapshot = {k: v.clone() for k, v in before.state_dict().items()}
+    run_trial(spec({"cut.blocks": {"n_blocks": 2}, **FULL}, profiles), task)
+    after = task.teacher()
+    assert all(torch.equal(after.state_dict()[k], v) for k, v in snapshot.items())
+    assert not any(m._forward_pre_hooks for m in after.modules())
+
+
+def test_same_seed_same_result(task, profiles) -> None:
+    a = run_trial(spec(FULL, profiles, seed=3), task)
+    b = run_trial(spec(FULL, profiles, seed=3), task)
+    assert (a.accuracy, a.costs, a.params) == (b.accuracy, b.costs, b.params)
+
+
+def test_infeasible_plan_is_a_result_not_an_exception(task, profiles) -> None:
+    result = run_trial(spec({"cut.blocks": {"n_blocks": 99}, "quantize": {}}, profiles), task)
+    assert result.status == "infeasible"
+    assert "99" in result.reason and "removable" in result.reason
+    assert result.accuracy is None and result.costs == {}
+
+
+def test_a_technique_that_throws_gives_failed(task, profiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(model, config, ctx):
+        raise RuntimeError("kaboom in quantize")
+
+    monkeypatch.setitem(registry._REGISTRY, "quantize", dataclasses.replace(get_technique("quantize"), apply=boom))
+    result = run_trial(spec({"prune.structured": {"ratio": 0.5}, "quantize": {}}, profiles), task)
+    assert result.status == "failed"
+    assert result.reason.startswith("RuntimeError: kaboom in quantize")
+    assert "Traceback" in result.reason
+    assert result.accuracy is None
+    assert [s["technique"] for s in result.steps] == ["teacher", "prune.structured"]  # what ran before
+
+
+def test_a_failing_metric_gives_failed(task, profiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("autoslim.trial.evaluate", lambda *a, **k: 1 / 0)
+    result = run_trial(spec({}, profiles), task)
+    assert result.status == "failed" and "ZeroDivisionError" in result.reason
+
+
+def test_a_malformed_plan_gives_failed(task, profiles) -> None:
+    bad = TrialSpec({"steps": [{"technique": "prune.magic", "config": {}}]}, tuple(profiles.values()))
+    result = run_trial(bad, task)
+    assert result.status == "failed" and "prune.magic" in result.reason
