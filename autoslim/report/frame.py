@@ -54,6 +54,6 @@ def front_frame(df: pd.DataFrame, profile: HardwareProfile) -> pd.DataFrame:
     if ok.empty:
         return ok
     mask = pareto_front(ok["accuracy"].tolist(), ok[col].tolist())
-    front = ok[mask].sort_values(col)
+    front = ok[mask].sort_values([col, "trial"], kind="stable")
     # Equal points (same accuracy and cost) are one configuration: keep the first trial.
     return front.drop_duplicates(subset=["accuracy", col])

@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from autoslim.search.study import (
     objective_names,
     open_study,
 )
-from autoslim.tasks import load_task
+from autoslim.tasks import Task, load_task
 from autoslim.trial import TrialResult, TrialSpec
 
 
@@ -147,7 +148,10 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
     notes = []
     stale = fail_stale_trials(study)
     if stale:
-        notes.append(f"{stale} trial(s) interrupted by an earlier run were marked failed and will be re-run")
+        notes.append(
+            f"{stale} trial(s) interrupted by an earlier run were marked interrupted; they do not count "
+            "toward the budget, and interrupted recipes run again"
+        )
     fresh = not study.get_trials(deepcopy=False)
     _enqueue_baseline_and_recipes(study, config.space)
     if fresh and config.warm_start is not None:
@@ -158,10 +162,9 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
     headline = _Headline(trials_frame(study, profiles), profiles[0])
     if on_progress:
         on_progress(Progress(done, config.budget, None, headline.text()))
-    executor: Executor = (
-        InlineExecutor(task) if config.workers == 1 else ProcessExecutor(config.task, workers=config.workers)
-    )
+    executor = _make_executor(config, task)
     running: dict[Future, tuple[optuna.Trial, CompressionPlan]] = {}
+    starting: optuna.Trial | None = None  # asked but not yet in `running` (an inline trial runs inside submit)
     ran, interrupted = 0, False
     deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
@@ -169,32 +172,42 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
         while True:
             out_of_time = deadline is not None and time.monotonic() > deadline
             while not out_of_time and len(running) < executor.slots and done + len(running) < config.budget:
-                trial = study.ask()
+                starting = study.ask()
                 try:
-                    # The baseline runs no step at all, even where the space has `when: always` techniques.
-                    baseline = trial.user_attrs.get("baseline", False)
-                    plan = CompressionPlan() if baseline else CompressionPlan.from_params(config.space.sample(trial))
+                    plan = _plan_for(starting, config.space)
                 except (ValueError, TypeError) as exc:  # a sampled combination no config accepts
-                    plan = CompressionPlan()
-                    _record(study, trial, plan, TrialResult("infeasible", reason=str(exc)), profiles)
-                    done += 1
+                    _record(study, starting, CompressionPlan(), TrialResult("infeasible", reason=str(exc)), profiles)
+                    starting, done = None, done + 1
                     continue
-                spec = TrialSpec(plan.to_dict(), tuple(profiles), seed=config.seed + trial.number, number=trial.number)
-                running[executor.submit(spec)] = (trial, plan)
+                spec = TrialSpec(plan.to_dict(), tuple(profiles), seed=config.seed + starting.number,
+                                 number=starting.number)  # fmt: skip
+                running[executor.submit(spec)] = (starting, plan)
+                starting = None
             if not running:
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            broken = False
             for fut in finished:
                 trial, plan = running.pop(fut)
-                result = fut.result()
+                try:
+                    result = fut.result()
+                except BrokenProcessPool as exc:  # a worker died (OOM kill, segfault): fail its trial, go on
+                    result, broken = TrialResult("failed", reason=f"worker process died: {exc!r}"), True
                 headline.add(result, profiles[0], plan.is_baseline)
                 _record(study, trial, plan, result, profiles, constraints, headline.base_acc)
                 done, ran = done + 1, ran + 1
                 if on_progress:
                     on_progress(Progress(done, config.budget, result, headline.text()))
+            if broken:  # the pool is unusable: its other trials died with it
+                for trial, plan in running.values():
+                    _record(study, trial, plan, TrialResult("failed", reason="worker pool broke"), profiles)
+                    done, ran = done + 1, ran + 1
+                running.clear()
+                executor.close()
+                executor = _make_executor(config, task)
     except KeyboardInterrupt:
         interrupted = True
-        for trial, _plan in running.values():
+        for trial in [t for t, _ in running.values()] + ([starting] if starting is not None else []):
             trial.set_user_attr("status", INTERRUPTED)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         notes.append("interrupted: finished trials are saved; run the same command to resume")
@@ -207,16 +220,36 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
     return SearchOutcome(config.folder, df, fronts, ran, interrupted, notes)
 
 
+def _make_executor(config: SearchConfig, task: Task) -> Executor:
+    return InlineExecutor(task) if config.workers == 1 else ProcessExecutor(config.task, workers=config.workers)
+
+
+def _plan_for(trial: optuna.Trial, space: SearchSpace) -> CompressionPlan:
+    if trial.user_attrs.get("baseline"):
+        return CompressionPlan()  # no step at all, even where the space has `when: always` techniques
+    sampled = space.sample(trial)
+    recipe = trial.user_attrs.get("recipe")
+    # A recipe runs exactly as written, also fields the space does not sample; its enqueued params keep the
+    # sampler's view of the trial consistent with what ran.
+    return CompressionPlan.from_params(recipe if isinstance(recipe, dict) else sampled)
+
+
 def _enqueue_baseline_and_recipes(study: optuna.Study, space: SearchSpace) -> None:
-    """The baseline is always a trial of the study; recipes are tried once, first."""
+    """The baseline is always a trial of the study; recipes are tried once, first. Interrupted ones run again."""
     trials = study.get_trials(deepcopy=False)
     if not trials:
         study.enqueue_trial({}, user_attrs={"baseline": True})
         for recipe in space.recipes:
-            study.enqueue_trial(space.recipe_params(recipe), user_attrs={"recipe": True})
+            study.enqueue_trial(space.recipe_params(recipe), user_attrs={"recipe": recipe})
         return
     if not any(t.user_attrs.get("baseline") and t.user_attrs.get("status") != INTERRUPTED for t in trials):
         study.enqueue_trial({}, user_attrs={"baseline": True})  # the earlier one was interrupted
+    requeued = {t.user_attrs.get("requeue_of") for t in trials}
+    for t in trials:
+        again = t.user_attrs.get("status") == INTERRUPTED and t.number not in requeued
+        if again and (t.user_attrs.get("recipe") or t.user_attrs.get("warm_start")):
+            keep = {k: v for k, v in t.user_attrs.items() if k in ("recipe", "warm_start")}
+            study.enqueue_trial(t.params, user_attrs={**keep, "requeue_of": t.number})
 
 
 def _enqueue_warm_start(study: optuna.Study, previous: Path) -> int:

@@ -228,10 +228,5 @@ def test_norm_parameters_are_counted_at_fp32() -> None:
     assert cost(model, torch.randn(2, 4, 10), custom()).model_bytes == 8 * 4 * 3 * 4 + 2 * 8 * 4
 
 
-@pytest.mark.xfail(
-    reason="BUG: estimate.py:86 counts per-channel fp32 scales for every layer with weight_bits < 32, "
-    "but 16-bit weights are plain fp16 storage (quantize.py:95) with no scales",
-    strict=True,
-)
 def test_fp16_weights_need_no_scales() -> None:
     assert cost(linear(64, 32, bias=False, w_bits=16), torch.randn(2, 64), custom()).model_bytes == 64 * 32 * 2

@@ -104,11 +104,6 @@ def test_front_frame_keeps_one_of_equal_points() -> None:
     assert front["trial"].tolist() == [2, 0]
 
 
-@pytest.mark.xfail(
-    reason="BUG: frame.py:50 sorts with the default (unstable) quicksort before drop_duplicates, so among "
-    "equal points the kept row is not the first trial once the front has more than a few rows",
-    strict=True,
-)
 def test_front_frame_keeps_the_first_trial_of_equal_points_in_a_large_table() -> None:
     rows = []
     for t in range(60):  # two front points, each reached by many trials in interleaved order

@@ -35,13 +35,7 @@ REDUCES: list[tuple[str, str | None]] = [
 
 # (technique, model) pairs known to break the contract, with the reason; reported as xfail until fixed in the
 # technique (not strict: a fix turns the case into a pass without touching this file).
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("factorize.lowrank", "transformer"): (
-        "factorize.lowrank replaces nn.TransformerEncoderLayer.linear1/linear2 by an nn.Sequential, but the "
-        "layer's eval-mode fast path (torch._transformer_encoder_layer_fwd) reads linear1.weight / linear2.weight "
-        "directly: AttributeError 'Sequential' object has no attribute 'weight' -> trial 'failed'"
-    ),
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 CASES = [
     pytest.param(
