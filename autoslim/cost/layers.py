@@ -59,20 +59,29 @@ def layer_stats(model: nn.Module, example_inputs: Any) -> list[LayerStats]:
 
     layers = weight_layers(model)
     handles = [m.register_forward_hook(make_hook(name)) for name, m in layers]
+    fused: list[LayerStats] = []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.MultiheadAttention, nn.RNNBase)):
+            handles.append(m.register_forward_hook(_fused_hook(name, n, fused)))
     was_training = model.training
     model.eval()
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    # The fused eval-mode transformer kernel bypasses the submodules' forward (and so the hooks that see them).
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
         with torch.no_grad():
             call_model(model, example_inputs)
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         for h in handles:
             h.remove()
         model.train(was_training)
 
-    stats = []
+    stats = list(fused)
+    fused_names = {s.name for s in fused}
     for name, m in layers:
-        if name not in shapes:
-            continue  # defined but never run (e.g. replaced branch)
+        if name not in shapes or name in fused_names:
+            continue  # defined but never run (e.g. replaced branch), or priced inside its attention layer
         in_elems, out_elems = shapes[name]
         w = m.weight
         if isinstance(m, nn.Linear):
@@ -99,6 +108,50 @@ def layer_stats(model: nn.Module, example_inputs: Any) -> list[LayerStats]:
     return stats
 
 
+def _linear_like(name: str, cin: int, cout: int, tokens: int, weight: torch.Tensor | None, *, macs: int,
+                 weight_bits: int = 32, act_bits: int | None = None, bias: int = 0) -> LayerStats:  # fmt: skip
+    numel = weight.numel() if weight is not None else 0
+    return LayerStats(
+        name=name, kind="linear", in_channels=cin, out_channels=cout, groups=1, macs=macs,
+        in_elems=tokens * cin, out_elems=tokens * cout, weight_numel=numel,
+        weight_nonzero=int(torch.count_nonzero(weight)) if weight is not None else 0, weight_bits=weight_bits,
+        act_bits=act_bits, bias_numel=bias, spatial=tokens,
+        group_nonzero=_group_nonzero(weight) if weight is not None and weight.dim() == 2 else (),
+    )  # fmt: skip
+
+
+def _fused_hook(name: str, n: int, out: list[LayerStats]):
+    """Attention and recurrent layers use their weights inside one fused call: price their parts explicitly."""
+
+    def hook(mod: nn.Module, args: tuple, _out: Any) -> None:
+        if any(s.name.startswith(name + ".") or s.name == name for s in out) or not args:
+            return
+        x = args[0]
+        if isinstance(mod, nn.MultiheadAttention):
+            e = mod.embed_dim
+            tokens = x.shape[1] if mod.batch_first or x.dim() == 2 else x.shape[0]
+            tokens = x.numel() // (n * e) if x.dim() == 2 else tokens
+            w_in = mod.in_proj_weight if mod.in_proj_weight is not None else None
+            proj = mod.out_proj
+            out.append(_linear_like(f"{name}.in_proj", e, 3 * e, tokens, w_in, macs=3 * tokens * e * e,
+                                    bias=3 * e if mod.in_proj_bias is not None else 0))  # fmt: skip
+            out.append(_linear_like(f"{name}.scores", e, tokens, tokens, None, macs=2 * tokens * tokens * e))
+            out.append(_linear_like(f"{name}.out_proj", e, e, tokens, proj.weight, macs=tokens * e * e,
+                                    weight_bits=int(getattr(proj, "autoslim_weight_bits", 32)),
+                                    act_bits=getattr(proj, "autoslim_act_bits", None),
+                                    bias=proj.bias.numel() if proj.bias is not None else 0))  # fmt: skip
+        elif isinstance(mod, nn.RNNBase):
+            steps = x.shape[1] if mod.batch_first and x.dim() == 3 else x.shape[0]
+            weights = [p for k, p in mod.named_parameters() if k.startswith("weight_")]
+            macs = steps * sum(w.numel() for w in weights)
+            flat = torch.cat([w.detach().flatten() for w in weights])
+            bias = sum(p.numel() for k, p in mod.named_parameters() if k.startswith("bias_"))
+            out.append(_linear_like(name, mod.input_size, mod.hidden_size, steps, flat.unsqueeze(0), macs=macs,
+                                    bias=bias))  # fmt: skip
+
+    return hook
+
+
 def _group_nonzero(w: torch.Tensor) -> tuple[tuple[int, int], ...]:
     flat = w.detach().flatten(1)  # groups run along the input dimension, as sparse tensor cores read them
     out = []
@@ -109,8 +162,13 @@ def _group_nonzero(w: torch.Tensor) -> tuple[tuple[int, int], ...]:
 
 
 def other_param_count(model: nn.Module) -> int:
-    """Parameters outside Conv/Linear weights (biases excluded): norms, embeddings, ... kept at fp32."""
+    """Parameters outside Conv/Linear/attention/recurrent weights and biases: norms, embeddings, ... at fp32."""
     counted = {id(m.weight) for _, m in weight_layers(model)} | {
         id(m.bias) for _, m in weight_layers(model) if m.bias is not None
     }
+    for m in model.modules():
+        if isinstance(m, nn.MultiheadAttention):
+            counted |= {id(p) for p in (m.in_proj_weight, m.in_proj_bias) if p is not None}
+        elif isinstance(m, nn.RNNBase):
+            counted |= {id(p) for p in m.parameters()}
     return sum(p.numel() for p in model.parameters() if id(p) not in counted)

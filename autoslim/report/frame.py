@@ -11,7 +11,8 @@ import pandas as pd
 from autoslim.cost import HardwareProfile
 from autoslim.report.pareto import pareto_front
 
-COST_FIELDS = ("latency_ms", "model_bytes", "peak_activation_bytes", "macs", "energy_mj", "fits", "fit_reason")
+COST_FIELDS = ("latency_ms", "measured_latency_ms", "model_bytes", "peak_activation_bytes", "macs", "energy_mj", "fits",
+               "fit_reason")  # fmt: skip
 
 
 def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd.DataFrame:

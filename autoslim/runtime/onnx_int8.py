@@ -25,6 +25,7 @@ The model is exported with the TorchScript exporter (``dynamo=False``): the defa
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,17 +170,24 @@ def quantize_onnx(
         calibrate_method, CalibrationMethod.Entropy
     )
     int8_path = Path(int8_path)
-    quantize_static(
-        str(fp32_path),
-        str(int8_path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=per_channel,
-        # asymmetric either way: ActivationSymmetric defaults to False
-        activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
-        weight_type=QuantType.QInt8,  # symmetric: WeightSymmetric defaults to True for int8
-        calibrate_method=method,
-    )
+    # onnxruntime's quantizer logs advice (pre-processing, bias initializers) on the root logger for every model.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_static(
+            str(fp32_path),
+            str(int8_path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            # asymmetric either way: ActivationSymmetric defaults to False
+            activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8,  # symmetric: WeightSymmetric defaults to True for int8
+            calibrate_method=method,
+        )
+    finally:
+        root.setLevel(level)
     return int8_path
 
 
