@@ -202,8 +202,8 @@ _SCHEMA: dict[str, tuple[Callable[[str, str, Any], Any], bool]] = {
     "overhead_by_dtype": (_overhead_map, False),
     "activation_bytes_per_s": (_dtype_map, False),
     "kernel_families": (_kind_map, False),
-    "energy_per_op_j": (_dtype_map, False),
-    "energy_per_byte_j": (_number, False),
+    "energy_per_op_j": (_overhead_map, False),  # >= 0 per dtype
+    "energy_per_byte_j": (lambda w, k, v: _number(w, k, v, positive=False), False),
     "sources": (_sources, False),
 }
 
