@@ -32,6 +32,17 @@ def search(
     sampler: Annotated[
         str, typer.Option(help="auto | tpe | nsga2 | gp | random (auto: the benchmarked best).")
     ] = "auto",
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help="inline | process | ray [default: inline if --workers 1, ray given an address, else process]"
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="A running Ray cluster, HEAD:6379 [default: start a local Ray instance].")
+    ] = None,
+    cpus_per_trial: Annotated[float, typer.Option(help="CPUs (torch threads) per trial.")] = 1.0,
+    gpus_per_trial: Annotated[float, typer.Option(help="GPUs Ray reserves per trial (--executor ray).")] = 0.0,
 ) -> None:
     """Search compression plans; write trials.csv and pareto_<profile>.csv/.png under RESULTS/<study>/."""
     console = Console()
@@ -41,10 +52,11 @@ def search(
         profiles = [get_profile(n) for n in names]
         config = SearchConfig(space=sp, profiles=profiles, budget=budget, task=task, study=study, results_dir=results,
                               seed=seed, workers=workers, timeout_s=timeout, sampler=sampler,
-                              warm_start=warm_start)  # fmt: skip
+                              warm_start=warm_start, executor=executor, ray_address=ray_address,
+                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)  # fmt: skip
         with progress_reporter(console, budget) as report:
             outcome = run_search(config, on_progress=report)
-    except (SpaceError, ProfileError, StudyMismatchError, ValueError) as exc:
+    except (SpaceError, ProfileError, StudyMismatchError, ValueError, ImportError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     for note in outcome.notes:

@@ -148,7 +148,8 @@ def estimate_cost(model: nn.Module, example_inputs: Any, profile: HardwareProfil
 
 def cost_from_stats(stats: list[LayerStats], other_params: int, profile: HardwareProfile) -> Cost:
     bits = sum(weight_storage_bits(s, profile) for s in stats)
-    bits += sum(s.out_channels * 32 for s in stats if s.weight_bits < 16)  # per-channel scales (fp16 has none)
+    # fp32 scales of quantized layers: one per output channel, or one per tensor (fp16 storage has none)
+    bits += sum((s.out_channels if s.per_channel else 1) * 32 for s in stats if s.weight_bits < 16)
     bits += sum(s.bias_numel * 32 for s in stats) + other_params * 32
     model_bytes = math.ceil(bits / 8)
     cached = profile.cache_bytes is not None and model_bytes <= profile.cache_bytes

@@ -34,6 +34,7 @@ class LayerStats:
     spatial: int  # output positions per sample (MACs per output channel per input channel per tap)
     # Most nonzeros in any group of M consecutive input weights, per M (4, 8): an N:M pattern holds when <= N.
     group_nonzero: tuple[tuple[int, int], ...] = ()
+    per_channel: bool = True  # quantized with one scale per output channel (else one per tensor)
 
     def follows_pattern(self, pattern: str | None) -> bool:
         if pattern is None:
@@ -102,6 +103,7 @@ def layer_stats(model: nn.Module, example_inputs: Any) -> list[LayerStats]:
                 bias_numel=m.bias.numel() if m.bias is not None else 0, spatial=spatial,
                 group_nonzero=_group_nonzero(w),
                 codebook_bits=getattr(m, "autoslim_codebook_bits", None),
+                per_channel=bool(getattr(m, "autoslim_per_channel", True)),
                 huffman_bits=getattr(m, "autoslim_huffman_bits_per_weight", None),
             )
         )  # fmt: skip

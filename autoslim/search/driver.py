@@ -51,6 +51,11 @@ class SearchConfig:
     timeout_s: float | None = None
     sampler: str = "auto"
     warm_start: Path | None = None  # a previous study folder: its fronts' plans are tried first
+    early_stop: bool = True  # stop a fine-tune that cannot meet the accuracy constraints (trial "pruned")
+    executor: str | None = None  # inline|process|ray; None: inline if workers == 1, ray given ray_address, else process
+    ray_address: str | None = None  # an existing Ray cluster (HEAD:6379); None with executor="ray": a local instance
+    cpus_per_trial: float = 1.0  # torch threads per trial (process, ray) and the CPUs Ray reserves for it
+    gpus_per_trial: float = 0.0  # GPUs Ray reserves per trial (ray only)
 
     @property
     def folder(self) -> Path:
@@ -81,7 +86,7 @@ def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, res
     for key, value in {
         "status": result.status, "reason": result.reason, "plan": plan.to_dict(), "plan_words": plan.describe(),
         "accuracy": result.accuracy, "costs": result.costs, "params": result.params,
-        "duration_s": result.duration_s, "steps": result.steps,
+        "duration_s": result.duration_s, "steps": result.steps, "seed": result.seed, "threads": result.threads,
     }.items():  # fmt: skip
         trial.set_user_attr(key, value)
     if result.status == "ok" and constraints is not None and constraints.count:
@@ -90,6 +95,8 @@ def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, res
     if result.status == "ok":
         values = [result.accuracy] + [result.costs[p.name][p.objective] for p in profiles]
         study.tell(trial, values)
+    elif result.status == "pruned":  # stopped early: TPE counts it among the bad trials, unlike a failed one
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
@@ -177,10 +184,11 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
                     plan = _plan_for(starting, config.space)
                 except (ValueError, TypeError) as exc:  # a sampled combination no config accepts
                     _record(study, starting, CompressionPlan(), TrialResult("infeasible", reason=str(exc)), profiles)
-                    starting, done = None, done + 1
+                    starting, done, ran = None, done + 1, ran + 1
                     continue
+                floor = accuracy_floor(constraints, headline.base_acc) if config.early_stop else None
                 spec = TrialSpec(plan.to_dict(), tuple(profiles), seed=config.seed + starting.number,
-                                 number=starting.number)  # fmt: skip
+                                 number=starting.number, min_accuracy=floor)  # fmt: skip
                 running[executor.submit(spec)] = (starting, plan)
                 starting = None
             if not running:
@@ -220,8 +228,30 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
     return SearchOutcome(config.folder, df, fronts, ran, interrupted, notes)
 
 
+def accuracy_floor(constraints: Constraints, baseline_accuracy: float | None) -> float | None:
+    """The least accuracy the constraints allow (None: no accuracy constraint, or the baseline is not known yet)."""
+    floors = [constraints.min_accuracy]
+    if constraints.max_accuracy_drop is not None and baseline_accuracy is not None:
+        floors.append(baseline_accuracy - constraints.max_accuracy_drop)
+    known = [f for f in floors if f is not None]
+    return max(known) if known else None
+
+
 def _make_executor(config: SearchConfig, task: Task) -> Executor:
-    return InlineExecutor(task) if config.workers == 1 else ProcessExecutor(config.task, workers=config.workers)
+    kind = config.executor or ("ray" if config.ray_address else "inline" if config.workers == 1 else "process")
+    if kind != "ray" and (config.ray_address or config.gpus_per_trial):
+        raise ValueError("--ray-address and --gpus-per-trial need --executor ray")
+    if kind == "inline":
+        return InlineExecutor(task)
+    if kind == "process":
+        threads = max(1, int(config.cpus_per_trial))
+        return ProcessExecutor(config.task, workers=config.workers, threads_per_worker=threads)
+    if kind == "ray":
+        from autoslim.execution.ray_executor import RayExecutor  # Ray is optional: imported only when asked for
+
+        return RayExecutor(task, address=config.ray_address, workers=config.workers,
+                           cpus_per_trial=config.cpus_per_trial, gpus_per_trial=config.gpus_per_trial)  # fmt: skip
+    raise ValueError(f"unknown executor {kind!r}: use inline, process or ray")
 
 
 def _plan_for(trial: optuna.Trial, space: SearchSpace) -> CompressionPlan:

@@ -138,6 +138,15 @@ class SearchSpace:
 _PARAM_KEYS = {"int", "float", "choice", "log", "step"}
 
 
+def _as_number(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _param(where: str, value: Any) -> ParamSpec:
     if not isinstance(value, dict):
         return ParamSpec("fixed", value=value)
@@ -154,6 +163,8 @@ def _param(where: str, value: Any) -> ParamSpec:
             raise SpaceError(f"{where}: choice must be a non-empty list")
         return ParamSpec("choice", choices=tuple(choices))
     bounds = value[kind]
+    if isinstance(bounds, list):  # PyYAML reads 1e-3 (no dot, no exponent sign) as a string
+        bounds = [_as_number(b) for b in bounds]
     ok = isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) for b in bounds)
     if not ok or bounds[0] > bounds[1]:
         raise SpaceError(f"{where}: {kind} must be [low, high] with low <= high, got {bounds!r}")

@@ -91,7 +91,10 @@ def finished_count(study: optuna.Study) -> int:
 
 
 def fail_stale_trials(study: optuna.Study) -> int:
-    """Trials left RUNNING by a killed process: mark them failed/interrupted so they are neither lost nor counted."""
+    """Trials left RUNNING by a killed process: mark them failed/interrupted so they are neither lost nor counted.
+
+    One driver per study: a second search running on the same study at the same time would see the first one's
+    running trials as stale (run distributed work through one driver and an executor instead)."""
     n = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(t._trial_id, "status", INTERRUPTED)

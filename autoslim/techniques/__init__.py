@@ -15,6 +15,7 @@ from autoslim.techniques import (  # noqa: F401
 from autoslim.techniques.registry import (
     ApplyContext,
     InfeasibleError,
+    StoppedEarly,
     Technique,
     get_technique,
     list_techniques,
@@ -24,6 +25,7 @@ from autoslim.techniques.registry import (
 __all__ = [
     "ApplyContext",
     "InfeasibleError",
+    "StoppedEarly",
     "Technique",
     "get_technique",
     "list_techniques",

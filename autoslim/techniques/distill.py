@@ -3,6 +3,8 @@
 Loss = alpha * T^2 * KL(student_T || teacher_T) + (1 - alpha) * CE(student, labels). The teacher's logits
 on the training set are computed once per process and cached in ``ctx.cache`` (the teacher never changes).
 Unstructured-pruning masks and weight sharing are re-applied after every step so zeros stay zero.
+``ctx.epoch_callback`` (when set) runs after every epoch but the last; it may stop a hopeless fine-tune by raising
+:class:`~autoslim.techniques.registry.StoppedEarly` (the search's early stop, see :mod:`autoslim.trial`).
 
 Label-free tasks (targets ``None`` or a float tensor: regression, embeddings, no class indices) match the
 teacher's outputs directly with ``label_free_loss`` (``mse`` or ``cosine``); ``alpha`` and ``temperature`` then do
@@ -222,6 +224,9 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
                 enforce_sharing(model)
             if not torch.isfinite(loss.detach()):
                 raise RuntimeError(f"distill.kd: loss became {float(loss)} in epoch {_epoch}")
+            if ctx.epoch_callback is not None and _epoch + 1 < config.epochs:  # after the last epoch: nothing to save
+                ctx.epoch_callback(_epoch + 1, config.epochs, model)
+                model.train()  # the callback may have evaluated the model
     finally:
         if features is not None:
             features.remove()

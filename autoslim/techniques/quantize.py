@@ -192,6 +192,7 @@ def apply(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) -> nn.Mod
         for m, wbits in bits:
             m.weight.copy_(quantize_weight(m.weight, wbits, per_channel=config.per_channel, symmetric=config.symmetric))
             m.autoslim_weight_bits = wbits  # type: ignore[assignment]
+            m.autoslim_per_channel = config.per_channel  # type: ignore[assignment]  # how many scales to store
             if config.act_bits is not None and m in ranges:
                 m.register_forward_pre_hook(ActFakeQuant(*ranges[m], config.act_bits))
                 m.autoslim_act_bits = config.act_bits  # type: ignore[assignment]

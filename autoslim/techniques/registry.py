@@ -31,6 +31,10 @@ class InfeasibleError(Exception):
     """The model cannot take this technique with this config; the trial becomes infeasible."""
 
 
+class StoppedEarly(Exception):
+    """A fine-tune was stopped because the model cannot reach the accuracy the search needs; the trial is pruned."""
+
+
 @dataclass
 class ApplyContext:
     """What a technique may need besides the model: data, the teacher, a seed, a record of effects."""
@@ -43,6 +47,9 @@ class ApplyContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     notes: dict[str, Any] = field(default_factory=dict)  # techniques record what they did here
     cache: dict[str, Any] = field(default_factory=dict)  # per-process reuse across trials (teacher logits)
+    # Called by fine-tunes after each epoch as ``epoch_callback(epoch, epochs, model)`` (epoch counts from 1); it
+    # may raise StoppedEarly. The model is in train mode; the callback must leave its weights and buffers alone.
+    epoch_callback: Callable[[int, int, nn.Module], None] | None = None
 
 
 ApplyFn = Callable[[nn.Module, Any, ApplyContext], nn.Module]

@@ -1,0 +1,259 @@
+"""Export a study's trial as a deployable artifact, rebuilt from its saved plan and checked against its record.
+
+::
+
+    from autoslim.export import export_trial
+
+    out = export_trial("results/default", trial=37, fmt="onnx-int8", out="deploy/")
+    print(out.manifest["artifact_accuracy"], out.manifest["recorded_accuracy"])
+
+The plan (JSON in the study journal, nothing unpickled) is rebuilt on the task with the trial's seed and torch
+thread count (both recorded per trial: CPU kernels split reductions by thread count, so a KD fine-tune on 2 threads
+ends with other weights than on 1), then re-evaluated: the accuracy must equal the recorded one exactly, or the
+export stops. The artifact is then written and evaluated on the validation
+split in the runtime it is for; it must agree with the recorded accuracy within ``tolerance`` (0.5 pp).
+
+Formats (the quantize step's weight rounding is kept in the weights of every format; activation fake-quant and
+``autoslim_*`` attributes are stripped):
+
+* ``onnx``: a float ONNX graph. A plan whose ``quantize`` step has 8-bit activations is exported as ``onnx-int8``
+  instead: its measured accuracy is that of int8 activations, which only the int8 graph reproduces.
+* ``onnx-int8``: onnxruntime static int8 (QDQ) of that graph, calibrated on the task's calibration inputs
+  (:mod:`autoslim.runtime.onnx_int8`, the numerics the ``quantize`` simulation mirrors).
+* ``torchscript``: ``torch.jit.trace`` of the model (float activations).
+* ``state-dict``: ``{"state_dict", "plan", "seed", "task"}`` saved with ``torch.save``; loads with
+  ``weights_only=True``. :func:`load_state_dict_artifact` rebuilds the architecture (the plan without its
+  fine-tune) and loads the weights into it.
+
+Beside the artifact, ``manifest.json`` records the plan, seed, per-profile metrics, recorded / re-evaluated /
+artifact accuracies, the teacher's hash, the task and library versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoslim.evaluate import evaluate
+from autoslim.plan import CompressionPlan
+from autoslim.report.pick import Query, pick
+from autoslim.report.results import StudyResults, open_results
+from autoslim.runtime.onnx_int8 import export_onnx, quantize_onnx, session, session_accuracy, strip_autoslim
+from autoslim.tasks import Task, load_task
+from autoslim.trial import TRAINING_STEPS, build_model
+
+FORMATS = ("onnx", "onnx-int8", "torchscript", "state-dict")
+ARTIFACTS = {
+    "onnx": "model.onnx",
+    "onnx-int8": "model.int8.onnx",
+    "torchscript": "model.torchscript.pt",
+    "state-dict": "model.state_dict.pt",
+}
+TOLERANCE = 0.005  # the artifact's accuracy may differ from the recorded one by 0.5 pp at most
+LIBRARIES = ("autoslim", "torch", "onnx", "onnxruntime", "optuna")
+
+
+class ExportError(RuntimeError):
+    """The export cannot be made or does not reproduce the trial; the message says why."""
+
+
+@dataclass
+class Exported:
+    artifact: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+
+
+def choose_trial(results: StudyResults, *, trial: int | None = None, profile: str | None = None,
+                 query: Query | None = None) -> int:  # fmt: skip
+    """``trial`` itself, or the front point of ``profile`` that ``query`` picks (as ``autoslim pick`` does)."""
+    if (trial is None) == (profile is None):
+        raise ExportError("give either a trial number or a profile (with pick options) to choose a front point")
+    if trial is not None:
+        return trial
+    assert profile is not None
+    try:
+        chosen = pick(results, profile, query or Query())
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    if chosen.row is None:
+        raise ExportError(chosen.message)
+    return int(chosen.row["trial"])
+
+
+def export_trial(
+    study: str | Path,
+    *,
+    fmt: str,
+    out: str | Path,
+    trial: int | None = None,
+    profile: str | None = None,
+    query: Query | None = None,
+    tolerance: float = TOLERANCE,
+) -> Exported:
+    """Rebuild a trial's model, check it reproduces the record, write the artifact and ``manifest.json``.
+
+    Raises :class:`ExportError` when the trial does not exist or did not finish, when the rebuild does not
+    reproduce the recorded accuracy, and (after writing both files, for inspection) when the artifact's
+    accuracy misses the recorded one by more than ``tolerance``.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
+    results = open_results(study)
+    number = choose_trial(results, trial=trial, profile=profile, query=query)
+    frozen = {t.number: t for t in results.study.get_trials(deepcopy=False)}.get(number)
+    if frozen is None:
+        raise ExportError(f"{study}: no trial {number}; the study has trials 0..{len(results.study.trials) - 1}")
+    attrs = frozen.user_attrs
+    if attrs.get("status") != "ok":
+        reason = str(attrs.get("reason", "")).strip().splitlines()
+        detail = f": {reason[0]}" if reason else ""
+        status = attrs.get("status", "not finished")
+        raise ExportError(f"trial {number} has status {status!r}{detail}; there is no model to export")
+    plan = CompressionPlan.from_dict(attrs["plan"])
+    requested = fmt
+    if fmt == "onnx" and _act_bits(plan) == 8:
+        fmt = "onnx-int8"
+    # Studies from before seeds were recorded: the driver ran trial n with seed (search seed + n), seed 0 by default.
+    recorded_seed = attrs.get("seed")
+    seed = int(recorded_seed) if recorded_seed is not None else number
+    seed_source = "recorded" if recorded_seed is not None else "assumed: search seed 0 + trial number"
+    threads = int(attrs.get("threads") or 1)  # older studies: worker processes ran single-threaded
+    task_ref = results.study.user_attrs.get("autoslim", {}).get("task")
+    if not task_ref:
+        raise ExportError(f"{study}: the study does not record its task")
+    recorded = float(attrs["accuracy"])
+
+    with _torch_threads(threads):
+        task = load_task(task_ref)
+        model, _ctx = build_model(plan, task, seed=seed)
+        reevaluated = evaluate(model, task.val, task.metric)
+        if reevaluated != recorded:
+            raise ExportError(
+                f"trial {number}: the rebuilt model scores {reevaluated!r}, the study recorded {recorded!r} "
+                f"(seed {seed} {seed_source}, {threads} thread(s)); the rebuild does not reproduce the trial"
+            )
+        stripped = strip_autoslim(model)
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        artifact = out / ARTIFACTS[fmt]
+        payload = {"state_dict": stripped.state_dict(), "plan": plan.to_dict(), "seed": seed, "task": task_ref}
+        artifact_acc, ort_acc = _write_artifact(fmt, stripped, task, artifact, payload, plan)
+        teacher_hash = teacher_sha256(task.teacher())
+
+    ok = abs(artifact_acc - recorded) <= tolerance
+    manifest = {
+        "study": str(study),
+        "task": task_ref,
+        "trial": number,
+        "seed": seed,
+        "seed_source": seed_source,
+        "torch_threads": threads,
+        "plan": plan.to_dict(),
+        "plan_words": plan.describe(),
+        "format": fmt,
+        "requested_format": requested,
+        "artifact": artifact.name,
+        "artifact_sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
+        "metrics": {"accuracy": recorded, "params": attrs.get("params"), "costs": attrs.get("costs", {})},
+        "recorded_accuracy": recorded,
+        "reevaluated_accuracy": reevaluated,
+        "artifact_accuracy": artifact_acc,  # in the artifact's own runtime (onnxruntime for the ONNX formats)
+        "onnxruntime_accuracy": ort_acc,  # None for the formats that are not ONNX
+        "tolerance": tolerance,
+        "agreement_ok": ok,
+        "teacher_sha256": teacher_hash,
+        "versions": library_versions(),
+    }
+    manifest_path = out / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    if not ok:
+        raise ExportError(
+            f"trial {number}: the {fmt} artifact scores {artifact_acc:.4%}, {abs(artifact_acc - recorded) * 100:.2f} "
+            f"pp from the recorded {recorded:.4%} (tolerance {tolerance * 100:.2f} pp); {artifact} kept for inspection"
+        )
+    return Exported(artifact, manifest_path, manifest)
+
+
+def _write_artifact(fmt: str, model: nn.Module, task: Task, path: Path, payload: dict[str, Any],
+                    plan: CompressionPlan) -> tuple[float, float | None]:  # fmt: skip
+    """Write ``path``; return its accuracy on the validation split in its own runtime, and the ORT one (or None)."""
+    if fmt == "onnx":
+        export_onnx(model, task.example_inputs, path)
+    elif fmt == "onnx-int8":
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export_onnx(model, task.example_inputs, Path(tmp) / "model.fp32.onnx")
+            quantize_onnx(fp32, path, task.calibration_inputs())
+    if fmt in ("onnx", "onnx-int8"):
+        acc = session_accuracy(session(path), task.val, task.metric)
+        return acc, acc
+    if fmt == "torchscript":
+        with torch.no_grad():
+            traced = torch.jit.trace(model, _positional(task.example_inputs), check_trace=False)
+        torch.jit.save(traced, str(path))
+        loaded = torch.jit.load(str(path))
+        return evaluate(loaded, task.val, task.metric), None
+    torch.save(payload, path)
+    return evaluate(load_state_dict_artifact(path, task, plan=plan), task.val, task.metric), None
+
+
+def load_state_dict_artifact(path: str | Path, task: Task, *, plan: CompressionPlan | None = None) -> nn.Module:
+    """The model saved by a ``state-dict`` export: the plan's architecture (built without its fine-tune, which
+    only changes weights) with the saved weights loaded. The file is read with ``weights_only=True``."""
+    saved = torch.load(path, weights_only=True)
+    plan = plan or CompressionPlan.from_dict(saved["plan"])
+    model, _ctx = build_model(plan, task, seed=int(saved["seed"]), skip=TRAINING_STEPS)
+    model = strip_autoslim(model)
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def teacher_sha256(model: nn.Module) -> str:
+    """sha256 over the teacher's state_dict (names, dtypes, shapes and bytes, in key order)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _act_bits(plan: CompressionPlan) -> int | None:
+    return next((s.config.act_bits for s in plan.steps if s.technique == "quantize"), None)
+
+
+def _positional(inputs: Any) -> Any:
+    if isinstance(inputs, dict):
+        raise ExportError("torchscript export of a model taking a dict of inputs is not supported; use onnx")
+    return tuple(inputs) if isinstance(inputs, (list, tuple)) else inputs
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """CPU kernels split reductions by thread count: rebuild with the trial's own count to reproduce it bit for bit."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
