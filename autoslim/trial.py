@@ -25,6 +25,7 @@ from torch import nn
 from autoslim.cost import HardwareProfile, estimate_cost, layer_stats
 from autoslim.cost.measure import measure_latency_ms
 from autoslim.evaluate import evaluate
+from autoslim.nn_utils import take
 from autoslim.plan import CompressionPlan
 from autoslim.tasks import Task
 from autoslim.techniques import ApplyContext, InfeasibleError, StoppedEarly, get_technique
@@ -120,6 +121,9 @@ def build_model(
     return model, ctx
 
 
+EARLY_STOP_SAMPLES = 1024  # validation samples the early-stop check scores (accuracy s.d. ~0.4 pp near 98%)
+
+
 def early_stop(task: Task, min_accuracy: float) -> Callable[[int, int, nn.Module], None]:
     """An epoch callback that stops a fine-tune whose model cannot reach ``min_accuracy`` (raises StoppedEarly).
 
@@ -130,14 +134,17 @@ def early_stop(task: Task, min_accuracy: float) -> Callable[[int, int, nn.Module
     fine-tunes of the default space on mnist1d-cnn (cosine LR): the error left after epoch 1 / 2 / 3 never shrank
     below x0.37 / x0.65 / x0.97 by the end; the rule allows x0.25 / x0.5 / x0.75.
 
-    The check scores the model on the full validation split in eval mode, read-only: weights, buffers and the
-    fine-tune's random stream are untouched, so a trial that is not stopped reports exactly the accuracy it would
-    without the check (measured once, at the end, as always).
+    The check scores the model on the first ``EARLY_STOP_SAMPLES`` validation samples (a fixed subset: scoring all
+    6,000 of mnist1d-cnn cost ~8% of a 4-epoch fine-tune, more than the stops saved), in eval mode and read-only:
+    weights, buffers and the fine-tune's random stream are untouched, so a trial that is not stopped reports exactly
+    the accuracy it would without the check (measured once, at the end, on the full validation split).
     """
     allowed = 1.0 - min_accuracy
+    inputs, targets = task.val
+    subset = (take(inputs, slice(0, EARLY_STOP_SAMPLES)), targets[:EARLY_STOP_SAMPLES])
 
     def check(epoch: int, epochs: int, model: nn.Module) -> None:
-        acc = evaluate(model, task.val, task.metric)
+        acc = evaluate(model, subset, task.metric)
         if 1.0 - acc > allowed * epochs / epoch:
             raise StoppedEarly(
                 f"stopped early: accuracy {acc:.4f} after epoch {epoch}/{epochs} cannot reach {min_accuracy:.4f}"

@@ -1,0 +1,108 @@
+"""Early stop of KD fine-tunes that cannot meet the accuracy constraints: stops hopeless ones, leaves the rest be."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from autoslim.cost import get_profile
+from autoslim.plan import CompressionPlan
+from autoslim.search import SearchConfig, load_space, run_search
+from autoslim.search.driver import accuracy_floor
+from autoslim.search.space import Constraints
+from autoslim.techniques import StoppedEarly
+from autoslim.trial import TrialSpec, build_model, early_stop, run_trial
+from tests.conftest import TINY_PROFILES, TINY_TASK, apply, make_ctx, make_model, same_state, write_space
+from tests.tiny_task import tiny_task
+
+KD = {"epochs": 3, "batch_size": 64}
+HOPELESS = {"prune.structured": {"ratio": 0.8}, "distill.kd": KD}  # the tiny task stays at 29% after any epoch
+GOOD = {"prune.structured": {"ratio": 0.3}, "distill.kd": KD}  # ~54% after epoch 1 (the teacher: 87.5%)
+
+
+def spec(plan: dict, min_accuracy: float | None) -> TrialSpec:
+    profiles = (get_profile(TINY_PROFILES[0]),)
+    return TrialSpec(CompressionPlan.from_params(plan).to_dict(), profiles, seed=1, min_accuracy=min_accuracy)
+
+
+def test_kd_calls_the_callback_between_epochs_and_stops_when_it_raises() -> None:
+    teacher = make_model("mlp")
+    calls: list[tuple[int, int]] = []
+    ctx = make_ctx("mlp", teacher=teacher, n_train=64)
+    ctx.epoch_callback = lambda e, n, m: calls.append((e, n))
+    apply("distill.kd", make_model("mlp", seed=1), ctx, epochs=3, batch_size=32)
+    assert calls == [(1, 3), (2, 3)]  # never after the last epoch: stopping there saves nothing
+
+    def stop(e: int, n: int, m: torch.nn.Module) -> None:
+        calls.append((e, n))
+        raise StoppedEarly("no")
+
+    calls.clear()
+    ctx.epoch_callback = stop
+    with pytest.raises(StoppedEarly):
+        apply("distill.kd", make_model("mlp", seed=1), ctx, epochs=3, batch_size=32)
+    assert calls == [(1, 3)]
+
+
+def test_a_hopeless_fine_tune_stops_after_its_first_epoch() -> None:
+    result = run_trial(spec(HOPELESS, 0.8), tiny_task(), cache={})
+    assert result.status == "pruned", result.reason
+    # error 0.71 > (1 - 0.8) * 3 / 1: it would have to shrink more than 3x in the last two of three epochs
+    assert result.reason == "stopped early: accuracy 0.2891 after epoch 1/3 cannot reach 0.8000"
+    assert result.accuracy is None and not result.costs
+
+
+def test_a_good_fine_tune_runs_every_epoch_and_reports_the_same_metric() -> None:
+    task = tiny_task()
+    seen: list[int] = []
+    check = early_stop(task, 0.4)
+
+    def watch(e: int, n: int, m: torch.nn.Module) -> None:
+        seen.append(e)
+        check(e, n, m)
+
+    with_check, _ = build_model(CompressionPlan.from_params(GOOD), task, seed=1, epoch_callback=watch)
+    without, _ = build_model(CompressionPlan.from_params(GOOD), task, seed=1)
+    assert seen == [1, 2]
+    assert same_state(with_check, without)  # the check evaluates read-only: weights and BN statistics unchanged
+
+    checked, plain = run_trial(spec(GOOD, 0.4), task, cache={}), run_trial(spec(GOOD, None), task, cache={})
+    assert checked.status == plain.status == "ok"
+    assert checked.accuracy == plain.accuracy and checked.costs == plain.costs
+
+
+def test_accuracy_floor_from_the_constraints() -> None:
+    assert accuracy_floor(Constraints(), 0.9) is None
+    assert accuracy_floor(Constraints(max_accuracy_drop=0.01), 0.9) == pytest.approx(0.89)
+    assert accuracy_floor(Constraints(max_accuracy_drop=0.01), None) is None  # the baseline has not finished yet
+    assert accuracy_floor(Constraints(max_accuracy_drop=0.01, min_accuracy=0.95), 0.9) == 0.95
+    assert accuracy_floor(Constraints(min_accuracy=0.5), None) == 0.5
+
+
+@pytest.mark.usefixtures("repo_root_on_path")
+@pytest.mark.parametrize("early", [True, False])
+def test_the_driver_records_a_stopped_trial_as_pruned(tmp_path: Path, early: bool) -> None:
+    space = {
+        "name": "hopeless", "profiles": TINY_PROFILES, "constraints": {"max_accuracy_drop": 0.05},
+        "techniques": {"prune.structured": {"params": {"ratio": 0.8}}, "distill.kd": {"params": KD}},
+        "recipes": [HOPELESS],
+    }  # fmt: skip
+    config = SearchConfig(
+        space=load_space(write_space(tmp_path / "space.yaml", space)), profiles=[get_profile(p) for p in TINY_PROFILES],
+        budget=2, task=TINY_TASK, study="s", results_dir=tmp_path / "results", workers=1, early_stop=early,
+    )  # fmt: skip
+    outcome = run_search(config)
+    assert outcome.ran == 2  # a stopped trial counts toward the budget
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "results" / "s" / "study.journal"))
+    )
+    trial = optuna.load_study(study_name="s", storage=storage).trials[1]
+    row = outcome.trials.iloc[1]
+    if early:  # the baseline (87.5%) less 5 pp: 82.5% is out of reach
+        assert trial.state == optuna.trial.TrialState.PRUNED
+        assert row["status"] == "pruned" and row["reason"].startswith("stopped early: accuracy 0.2891 after epoch 1/3")
+    else:  # runs to the end, then fails the constraint
+        assert trial.state == optuna.trial.TrialState.COMPLETE and row["status"] == "ok" and not row["feasible"]
