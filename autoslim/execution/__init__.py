@@ -1,4 +1,4 @@
-"""Where trials run: inline, in a process pool (Ray arrives in issue 6)."""
+"""Where trials run: inline, in a process pool, or on Ray (`autoslim.execution.ray_executor`, imported lazily)."""
 
 from autoslim.execution.base import Executor
 from autoslim.execution.inline import InlineExecutor

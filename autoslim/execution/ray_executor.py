@@ -98,10 +98,12 @@ class RayExecutor:
         gpus_per_trial: float = 0.0,
         retries: int = 1,
     ) -> None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves this machine
+        if address is None:  # a local instance stays on loopback (read when Ray is first imported)
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray = import_ray()
         self._ray = ray
         self.retries = retries
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves this machine
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             _init_ray(ray, address, workers, cpus_per_trial)
@@ -208,7 +210,7 @@ def _init_ray(ray: Any, address: str | None, workers: int | None, cpus_per_trial
         return
     # A local instance on loopback only, big enough for the workers asked for even on a small machine.
     cpus = max(os.cpu_count() or 1, int((workers or 0) * cpus_per_trial + 0.999))
-    ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1", **quiet)
+    ray.init(address="local", num_cpus=cpus, _node_ip_address="127.0.0.1", **quiet)  # never an old `ray start`
 
 
 def _slots_in_cluster(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> int:
