@@ -108,12 +108,13 @@ def main() -> None:
         configs = [(k, int(w)) for k, w in (c.split(":") for c in args.only)]
     rows = [measure(kind, w, task, plans, baseline) for kind, w in configs]
     df = pd.DataFrame(rows)
-    inline = df.loc[df["executor"] == "inline"].iloc[0]
+    inline_rows = df.loc[df["executor"] == "inline"]
+    inline_s = inline_rows["baseline_s_per_trial"].iloc[0] if len(inline_rows) else float("nan")
     df["speedup_vs_1_worker"] = [
         r.trials_per_min / df.loc[(df["executor"] == r.executor) & (df["workers"] == 1), "trials_per_min"].iloc[0]
         for r in df.itertuples()
     ]
-    df["overhead_s_per_trial_vs_inline"] = (df["baseline_s_per_trial"] - inline["baseline_s_per_trial"]).round(4)
+    df["overhead_s_per_trial_vs_inline"] = (df["baseline_s_per_trial"] - inline_s).round(4)
     df["cpu_count"] = os.cpu_count()
     df["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
     OUT.mkdir(parents=True, exist_ok=True)

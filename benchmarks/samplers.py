@@ -49,12 +49,15 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--samplers", default="tpe,nsga2,gp,random")
+    ap.add_argument("--first-seed", type=int, default=0, help="resume a benchmark: earlier seeds' rows are kept")
     args = ap.parse_args()
     space = load_space(default_space_path())
     profiles = [get_profile(n) for n in space.profiles]
     runs = OUT / "sampler_runs"
-    rows = []
-    for seed in range(args.seeds):
+    csv = OUT / "samplers.csv"
+    kept = pd.read_csv(csv) if csv.exists() and args.first_seed > 0 else pd.DataFrame()
+    rows = kept[kept["seed"] < args.first_seed].to_dict("records") if len(kept) else []
+    for seed in range(args.first_seed, args.seeds):
         for sampler in args.samplers.split(","):
             budget = 3 * args.budget if sampler == "random" else args.budget
             name = f"{sampler}-s{seed}"
@@ -72,7 +75,7 @@ def main() -> None:
                 for prof, hv in hypervolumes(outcome.trials, profiles, upto).items():
                     rows.append({"seed": seed, "sampler": label, "profile": prof, "hypervolume": hv, "wall_s": wall})
             print(f"{name}: {wall:.0f} s", flush=True)
-            pd.DataFrame(rows).to_csv(OUT / "samplers.csv", index=False)
+            pd.DataFrame(rows).to_csv(csv, index=False)
     df = pd.DataFrame(rows)
     summary = df.groupby(["profile", "sampler"])["hypervolume"].agg(["mean", "std"]).unstack("sampler")
     print(summary.round(4).to_string())
