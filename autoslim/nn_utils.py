@@ -81,14 +81,22 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def eval_forward(model: nn.Module, inputs: Any, *, hooks: Any = ()) -> Any:
+    """One no-grad forward in eval mode; restores the training flag and removes ``hooks`` afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return call_model(model, inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+
+
 def execution_order(model: nn.Module, example_inputs: Any) -> list[nn.Module]:
     """Weight layers in the order a forward pass runs them (the last one is usually the classifier)."""
     order: list[nn.Module] = []
     hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append(mod)) for _, m in weight_layers(model)]
-    try:
-        with torch.no_grad():
-            call_model(model, example_inputs)
-    finally:
-        for h in hooks:
-            h.remove()
+    eval_forward(model, example_inputs, hooks=hooks)  # eval mode: tracing must not move batch-norm statistics
     return order

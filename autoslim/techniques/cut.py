@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoslim.nn_utils import call_model
+from autoslim.nn_utils import eval_forward
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
 
 _NOT_BLOCKS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm, nn.Dropout)
@@ -108,15 +108,7 @@ def _observe(model: nn.Module, candidates: dict[str, nn.Module], inputs: Any) ->
         return hook
 
     hooks = [m.register_forward_hook(make_hook(n), with_kwargs=True) for n, m in candidates.items()]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            call_model(model, inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    eval_forward(model, inputs, hooks=hooks)
     # A block nested in another candidate is dropped with its parent; keep only outermost candidates.
     return {n: s for n, s in seen.items() if not any(n.startswith(p + ".") for p in seen if p != n)}
 
@@ -136,13 +128,7 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
 
 
 def _output_shape(model: nn.Module, inputs: Any) -> torch.Size:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return call_model(model, inputs).shape
-    finally:
-        model.train(was_training)
+    return eval_forward(model, inputs).shape
 
 
 @register("cut.blocks", CutBlocksConfig, order=10)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autoslim.nn_utils import batch_size_of, call_model, execution_order, iter_batches, weight_layers
+from autoslim.nn_utils import batch_size_of, call_model, eval_forward, execution_order, iter_batches, weight_layers
 from autoslim.techniques.prune_unstructured import enforce_masks
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
 from autoslim.techniques.share import enforce_sharing
@@ -147,15 +147,7 @@ def _output_shapes(model: nn.Module, layers: Mapping[str, nn.Module], inputs: An
         return hook
 
     handles = [m.register_forward_hook(recorder(n)) for n, m in layers.items()]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            call_model(model, inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    eval_forward(model, inputs, hooks=handles)
     return shapes
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
-from autoslim.nn_utils import batch_size_of, call_model, execution_order, take
+from autoslim.nn_utils import batch_size_of, call_model, eval_forward, execution_order, take
 from autoslim.techniques._tp_support import (
     LSTMHiddenPruner,
     head_groups,
@@ -153,13 +153,7 @@ def _prune_within(
 
 
 def _output_shape(model: nn.Module, inputs: Any) -> torch.Size:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return call_model(model, inputs).shape
-    finally:
-        model.train(was_training)
+    return eval_forward(model, inputs).shape
 
 
 @register("prune.structured", StructuredPruneConfig, order=20)

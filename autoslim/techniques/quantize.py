@@ -31,7 +31,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from autoslim.nn_utils import WeightLayer, call_model, execution_order, weight_layers
+from autoslim.nn_utils import WeightLayer, eval_forward, execution_order, weight_layers
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
 
 WEIGHT_BITS = (2, 3, 4, 6, 8, 16)
@@ -146,15 +146,7 @@ def calibrate_ranges(
             seen[mod] = x[torch.randperm(x.numel(), generator=gen)[:MAX_SAMPLES]] if x.numel() > MAX_SAMPLES else x
 
     handles = [m.register_forward_pre_hook(hook) for m in layers]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            call_model(model, inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    eval_forward(model, inputs, hooks=handles)
     if method == "minmax":
         return {m: (float(v[0]), float(v[1])) for m, v in seen.items()}
     if method == "percentile":
