@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -70,6 +71,19 @@ def search(
             table.add_row(str(r["trial"]), f"{r['accuracy']:.2%}", f"{r[f'{p.name}.latency_ms']:.4g}",
                           f"{int(r[f'{p.name}.model_bytes']):,}", r["plan"])  # fmt: skip
         console.print(table)
+    _print_failures(console, outcome.trials)
     console.print(f"{outcome.ran} trial(s) run now; results in {outcome.folder}/")
     if outcome.interrupted:
         sys.exit(130)
+
+
+def _print_failures(console: Console, trials: pd.DataFrame) -> None:
+    """Failed, infeasible and stopped trials keep their reasons; show how many and the most common ones."""
+    bad = trials[~trials["status"].isin(["ok", "interrupted"])] if len(trials) else trials
+    if bad.empty:
+        return
+    reasons = bad["reason"].fillna("").str.split("\n").str[0].str.slice(0, 140).value_counts()
+    console.print(f"{len(bad)} trial(s) did not finish ok ({bad['status'].value_counts().to_dict()}); reasons:",
+                  highlight=False)  # fmt: skip
+    for reason, count in reasons.head(5).items():
+        console.print(f"  {count}x {reason}", highlight=False)

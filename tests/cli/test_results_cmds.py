@@ -126,3 +126,15 @@ def test_profiles_list_and_show() -> None:
         assert name in listed.output
     shown = run("profiles", "show", "mcu-cortex-m7")
     assert shown.exit_code == 0 and "sources:" in shown.output and "storage_capacity_bytes" in shown.output
+
+
+def test_search_summary_lists_failed_trials_with_reasons(tmp_path: Path) -> None:
+    from tests.conftest import write_space
+
+    space = write_space(tmp_path / "cut.yaml", {"name": "cut", "profiles": TINY_PROFILES,
+                        "techniques": {"cut.blocks": {"when": "always", "params": {"n_blocks": 99}}}})  # fmt: skip
+    result = run("search", "--budget", "3", "--task", TINY_TASK, "--space", str(space), "--results",
+                 str(tmp_path / "results"), "--study", "c", "--workers", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 trial(s) did not finish ok" in result.output
+    assert "removable" in result.output
