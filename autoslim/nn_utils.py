@@ -94,6 +94,11 @@ def eval_forward(model: nn.Module, inputs: Any, *, hooks: Any = ()) -> Any:
         model.train(was_training)
 
 
+def output_shape(model: nn.Module, inputs: Any) -> torch.Size:
+    """The output shape of one eval-mode forward (the contract every structural technique keeps)."""
+    return eval_forward(model, inputs).shape
+
+
 def execution_order(model: nn.Module, example_inputs: Any) -> list[nn.Module]:
     """Weight layers in the order a forward pass runs them (the last one is usually the classifier)."""
     order: list[nn.Module] = []

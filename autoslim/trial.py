@@ -22,7 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoslim.cost import HardwareProfile, estimate_cost, layer_stats
+from autoslim.cost import HardwareProfile, layer_stats
+from autoslim.cost.estimate import cost_from_stats
+from autoslim.cost.layers import other_param_count
 from autoslim.cost.measure import measure_latency_ms
 from autoslim.evaluate import evaluate
 from autoslim.nn_utils import take
@@ -171,7 +173,9 @@ def run_trial(
             plan, task, seed=spec.seed, cache=cache, on_step=record, device=device, epoch_callback=stop
         )
         result.accuracy = evaluate(model, task.val, task.metric)
-        result.costs = {p.name: estimate_cost(model, task.example_inputs, p).to_dict() for p in spec.profiles}
+        # One traced forward serves every profile: the per-layer facts do not depend on the hardware.
+        stats, others = layer_stats(model, task.example_inputs), other_param_count(model)
+        result.costs = {p.name: cost_from_stats(stats, others, p).to_dict() for p in spec.profiles}
         for p in spec.profiles:
             if p.measure_latency:  # the machine running the search: time the model for real beside the estimate
                 result.costs[p.name].update(_measured(model, task, p.batch_size))

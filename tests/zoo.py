@@ -11,23 +11,23 @@ Face model is built from a tiny config (random weights) and is only listed when 
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from autoslim import trial as trial_module
 from autoslim.cost import HardwareProfile
 from autoslim.nn_utils import call_model
 from autoslim.plan import CompressionPlan
 from autoslim.tasks import Task
 from autoslim.tasks.mnist1d_cnn import build_cnn
-from autoslim.techniques import ApplyContext, get_technique
+from autoslim.techniques import get_technique
 from autoslim.trial import TrialResult, TrialSpec, run_trial
+from tests.conftest import ResBlock2d
 
 CLASSES = 4
 SEQ_LEN = 8  # tokens / time steps of the sequence models
@@ -47,18 +47,6 @@ def make_mlp() -> nn.Module:
 def make_cnn1d() -> nn.Module:
     """The package's default residual 1-D CNN at small widths; input (N, 1, 40)."""
     return build_cnn(c1=8, c2=16, hidden=16, length=40, classes=CLASSES)
-
-
-class ResBlock2d(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
 
 
 def make_cnn2d() -> nn.Module:
@@ -240,16 +228,8 @@ def contract_config(technique: str) -> Any:
 def apply_like_trial(technique: str, task: Task, *, seed: int = 0) -> nn.Module:
     """Apply one technique as ``run_trial`` does (seed, copy of the teacher, full context); may raise
     ``InfeasibleError``. Returns the compressed model, which ``run_trial`` does not."""
-    torch.manual_seed(seed)
-    teacher = task.teacher()
-    ctx = ApplyContext(
-        example_inputs=task.example_inputs,
-        teacher=teacher,
-        train_data=task.train,
-        calibration_inputs=task.calibration_inputs(),
-        seed=seed,
-    )
-    return get_technique(technique).apply(copy.deepcopy(teacher), contract_config(technique), ctx)
+    plan = CompressionPlan.from_params({technique: dict(CONTRACT_PARAMS.get(technique, {}))})
+    return trial_module.build_model(plan, task, seed=seed)[0]
 
 
 def trial_of(technique: str, task: Task, profiles: tuple[HardwareProfile, ...], *, seed: int = 0) -> TrialResult:

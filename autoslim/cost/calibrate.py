@@ -74,14 +74,6 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _vector_lanes() -> int:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return 4
-    return 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-
-
 class _Block(nn.Module):
     """A residual block like those of real small models: its add and activations cost dispatches too."""
 

@@ -137,10 +137,6 @@ def layer_cost(layer: LayerStats, profile: HardwareProfile, *, weights_cached: b
     return LayerCost(seconds, 2.0 * macs, weight_bytes + act_bytes, dtype)
 
 
-def layer_latency_s(layer: LayerStats, profile: HardwareProfile) -> float:
-    return layer_cost(layer, profile).seconds
-
-
 def estimate_cost(model: nn.Module, example_inputs: Any, profile: HardwareProfile) -> Cost:
     """Price ``model`` on ``profile`` from a real forward pass over ``example_inputs`` (its per-layer shapes)."""
     return cost_from_stats(layer_stats(model, example_inputs), other_param_count(model), profile)

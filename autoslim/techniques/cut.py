@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoslim.nn_utils import eval_forward
+from autoslim.nn_utils import eval_forward, output_shape
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
 
 _NOT_BLOCKS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm, nn.Dropout)
@@ -127,10 +127,6 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
     return old
 
 
-def _output_shape(model: nn.Module, inputs: Any) -> torch.Size:
-    return eval_forward(model, inputs).shape
-
-
 @register("cut.blocks", CutBlocksConfig, order=10)
 def apply(model: nn.Module, config: CutBlocksConfig, ctx: ApplyContext) -> nn.Module:
     data = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
@@ -148,7 +144,7 @@ def apply(model: nn.Module, config: CutBlocksConfig, ctx: ApplyContext) -> nn.Mo
     if not removed:
         ctx.notes["cut.blocks"] = {"removed": [], "importance": scores}
         return model
-    expected = _output_shape(model, ctx.example_inputs)
+    expected = output_shape(model, ctx.example_inputs)
     originals = {}
     for name in removed:
         s = seen[name]
@@ -156,7 +152,7 @@ def apply(model: nn.Module, config: CutBlocksConfig, ctx: ApplyContext) -> nn.Mo
             model, name, nn.Identity() if s.plain else BlockSkip(s.tuple_len, s.hidden_kwarg)
         )
     try:
-        got: torch.Size | None = _output_shape(model, ctx.example_inputs)
+        got: torch.Size | None = output_shape(model, ctx.example_inputs)
         error = ""
     except Exception as exc:  # a caller that needs more from the block than its hidden state
         got, error = None, f"{type(exc).__name__}: {exc}"

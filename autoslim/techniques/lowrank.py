@@ -54,13 +54,10 @@ def choose_rank(singular_values: torch.Tensor, config: LowRankConfig) -> int:
 
 def _factorize(layer: nn.Module, config: LowRankConfig) -> tuple[nn.Sequential, int] | None:
     """The factorized pair and its rank, or None when the layer should stay as it is."""
-    if isinstance(layer, nn.Linear):
-        pass
-    elif isinstance(layer, (nn.Conv1d, nn.Conv2d)):
-        if layer.groups != 1 or layer.padding_mode != "zeros":
-            return None  # grouped convs are already thin; other padding modes would need the pad repeated
-    else:
+    if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d)):
         return None
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)) and (layer.groups != 1 or layer.padding_mode != "zeros"):
+        return None  # grouped convs are already thin; other padding modes would need the pad repeated
     w = layer.weight.detach()
     matrix = w.flatten(1).double()
     rows, cols = matrix.shape

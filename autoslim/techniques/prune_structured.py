@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
-from autoslim.nn_utils import batch_size_of, call_model, eval_forward, execution_order, take
+from autoslim.nn_utils import batch_size_of, call_model, execution_order, output_shape, take
 from autoslim.techniques._tp_support import (
     LSTMHiddenPruner,
     head_groups,
@@ -152,10 +152,6 @@ def _prune_within(
     return box["model"]
 
 
-def _output_shape(model: nn.Module, inputs: Any) -> torch.Size:
-    return eval_forward(model, inputs).shape
-
-
 @register("prune.structured", StructuredPruneConfig, order=20)
 def apply(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) -> nn.Module:
     if config.ratio == 0.0:
@@ -166,7 +162,7 @@ def apply(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) ->
     problem = lstm_problem(model)
     if problem:
         raise InfeasibleError(f"prune.structured: {problem}")
-    expected = _output_shape(model, ctx.example_inputs)
+    expected = output_shape(model, ctx.example_inputs)
     before = sum(p.numel() for p in model.parameters())
     heads_before = sum(int(m.num_attention_heads) for m in hf_attention_modules(model))
     try:
@@ -176,7 +172,7 @@ def apply(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) ->
     except Exception as exc:  # torch-pruning raises many types on graphs it cannot trace
         raise InfeasibleError(f"prune.structured: torch-pruning could not prune this graph: {exc!r}") from exc
     try:
-        got = _output_shape(pruned, ctx.example_inputs)
+        got = output_shape(pruned, ctx.example_inputs)
     except Exception as exc:
         raise InfeasibleError(f"prune.structured: the pruned model no longer runs: {exc!r}") from exc
     if got != expected:
