@@ -19,11 +19,14 @@ def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 def predict(model: nn.Module, inputs: Any, *, batch_size: int = 1024) -> torch.Tensor:
-    """Logits for all of ``inputs``, computed in batches without autograd."""
+    """Logits for all of ``inputs``, computed in batches without autograd, on the model's device; returned on the
+    CPU beside the targets."""
     model.eval()
     n = batch_size_of(inputs)
     with torch.inference_mode():
-        return torch.cat([call_model(model, take(inputs, slice(i, i + batch_size))) for i in range(0, n, batch_size)])
+        return torch.cat(
+            [call_model(model, take(inputs, slice(i, i + batch_size))).cpu() for i in range(0, n, batch_size)]
+        )
 
 
 def evaluate(model: nn.Module, data: tuple[Any, torch.Tensor], metric: Metric = accuracy) -> float:

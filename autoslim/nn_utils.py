@@ -12,8 +12,23 @@ WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 WeightLayer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s first parameter (or buffer) lives; the CPU for a model with neither."""
+    first = next(model.parameters(), None)
+    if first is None:
+        first = next(model.buffers(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 def call_model(model: nn.Module, inputs: Any) -> torch.Tensor:
-    """Run ``model`` on a tensor, a tuple of tensors or a dict (Hugging Face style); return logits."""
+    """Run ``model`` on a tensor, a tuple of tensors or a dict (Hugging Face style); return logits.
+
+    Inputs are moved to the model's device when they live elsewhere (data stays on the CPU; a GPU worker's model
+    does not), so every technique and evaluation works on whichever device the model was put on.
+    """
+    device = model_device(model)
+    if _device_of(inputs) not in (None, device):
+        inputs = to_device(inputs, device)
     if isinstance(inputs, dict):
         out = model(**inputs)
     elif isinstance(inputs, (tuple, list)):
@@ -46,11 +61,24 @@ def take(inputs: Any, index: torch.Tensor | slice) -> Any:
 
 
 def to_device(inputs: Any, device: torch.device) -> Any:
+    """A tensor / tuple / dict of tensors on ``device`` (non-tensor entries, e.g. flags, are left as they are)."""
     if isinstance(inputs, dict):
-        return {k: v.to(device) for k, v in inputs.items()}
+        return {k: to_device(v, device) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
-        return type(inputs)(t.to(device) for t in inputs)
-    return inputs.to(device)
+        return type(inputs)(to_device(t, device) for t in inputs)
+    return inputs.to(device) if isinstance(inputs, torch.Tensor) else inputs
+
+
+def _device_of(inputs: Any) -> torch.device | None:
+    """The device of the first tensor in ``inputs`` (None: no tensor in it)."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.device
+    values = inputs.values() if isinstance(inputs, dict) else inputs if isinstance(inputs, (tuple, list)) else ()
+    for v in values:
+        found = _device_of(v)
+        if found is not None:
+            return found
+    return None
 
 
 def iter_batches(

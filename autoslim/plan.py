@@ -75,7 +75,8 @@ def _describe_step(step: Step) -> str:
     if name == "share.weights":
         return f"share {2**c.bits} clusters" + (" + huffman" if c.huffman else "")
     if name == "distill.kd":
-        return f"KD {c.epochs} ep lr {c.lr:.1g} T{c.temperature:.1f}"
+        more = f"(+{c.epochs_per_removed:g}×removed)" if c.epochs_per_removed else ""
+        return f"KD {c.epochs}{more} ep lr {c.lr:.1g} T{c.temperature:.1f}"
     if name == "quantize":
         act = f"/a{c.act_bits}" if c.act_bits else ""
         return f"w{c.weight_bits}{act}"

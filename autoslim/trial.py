@@ -12,9 +12,11 @@ the plan's ``quantize`` step asks for ``mode="qat"``, the fine-tune steps run un
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import time
 import traceback
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,8 +29,8 @@ from autoslim.cost.estimate import cost_from_stats
 from autoslim.cost.layers import other_param_count
 from autoslim.cost.measure import measure_latency_ms
 from autoslim.evaluate import evaluate
-from autoslim.nn_utils import take
-from autoslim.plan import CompressionPlan
+from autoslim.nn_utils import take, to_device
+from autoslim.plan import CompressionPlan, Step
 from autoslim.tasks import Task
 from autoslim.techniques import ApplyContext, InfeasibleError, StoppedEarly, get_technique
 from autoslim.techniques.qat import fake_quantized
@@ -41,6 +43,9 @@ class TrialSpec:
     seed: int = 0
     number: int | None = None  # the study's trial number, for logs
     min_accuracy: float | None = None  # the accuracy the search needs; a fine-tune that cannot reach it stops early
+    # The study's current front per profile as (objective cost, accuracy, trial) points: a fine-tune whose model is
+    # dominated on every profile at its cost, even at the best accuracy it could still reach, stops early.
+    fronts: Mapping[str, Sequence[tuple[float, float, int]]] | None = None
 
 
 @dataclass
@@ -89,30 +94,51 @@ def build_model(
 ) -> tuple[nn.Module, ApplyContext]:
     """A copy of the task's teacher with ``plan`` applied (steps named in ``skip`` left out), in eval mode.
 
-    ``on_step(name, model)`` is called after the teacher copy (``"teacher"``) and after every step. ``device`` is
-    handed to the steps as ``ctx.device`` (the built-in techniques still run on the CPU). Raises what the steps
-    raise (:class:`InfeasibleError` for a plan the model cannot take). ``epoch_callback`` becomes
-    ``ctx.epoch_callback`` (fine-tunes call it between epochs; see :func:`early_stop`).
+    ``on_step(name, model)`` is called after the teacher copy (``"teacher"``) and after every step. The model is
+    built on ``device`` (a GPU worker's ``cuda:0``): the teacher is copied there once per process, the steps run
+    there, and it comes back on that device. Raises what the steps
+    raise (:class:`InfeasibleError` for a plan the model cannot take). Fine-tunes call ``epoch_callback(epoch,
+    epochs, preview)`` between epochs (see :func:`early_stop`), where ``preview`` is what the plan would deliver if
+    the fine-tune ended now: a copy of the model with the plan's later steps (quantization) applied, so a check
+    sees the deployed numerics: most hopeless plans of the default space fail at 2-3-bit weights *after* the
+    fine-tune, which the float model in training cannot show. Under QAT the model already runs the quantized
+    numerics, so it is handed over as it is.
     """
     torch.manual_seed(seed)
+    dev = torch.device(device)
+    cache = cache if cache is not None else {}
     teacher = task.teacher()
+    if dev.type != "cpu":  # one copy of the teacher per worker and device, kept in the per-process cache
+        if f"teacher@{dev}" not in cache:
+            cache[f"teacher@{dev}"] = copy.deepcopy(teacher).to(dev)
+        teacher = cache[f"teacher@{dev}"]
     model = copy.deepcopy(teacher)
+    calibration = task.calibration_inputs()
     ctx = ApplyContext(
-        example_inputs=task.example_inputs,
+        # Small input batches go to the device with the model (torch-pruning traces with them as they are); the
+        # training and validation sets stay on the CPU and move a batch at a time (call_model).
+        example_inputs=to_device(task.example_inputs, dev),
         teacher=teacher,
         train_data=task.train,
-        calibration_inputs=task.calibration_inputs(),
+        calibration_inputs=None if calibration is None else to_device(calibration, dev),
         seed=seed,
-        cache=cache if cache is not None else {},
-        device=torch.device(device),
-        epoch_callback=epoch_callback,
+        cache=cache,
+        device=dev,
     )
     qat = next((s.config for s in plan.steps if s.technique == "quantize" and s.config.mode == "qat"), None)
+    later: list[Step] = []  # the steps after the running one that a preview applies
+
+    def look_ahead(epoch: int, epochs: int, training: nn.Module) -> None:
+        assert epoch_callback is not None
+        epoch_callback(epoch, epochs, _preview(training, later, ctx) if later and qat is None else training)
+
+    ctx.epoch_callback = look_ahead if epoch_callback is not None else None
     if on_step is not None:
         on_step("teacher", model)
-    for step in plan.steps:
+    for i, step in enumerate(plan.steps):
         if step.technique in skip:
             continue
+        later[:] = [s for s in plan.steps[i + 1 :] if s.technique not in skip and s.technique not in TRAINING_STEPS]
         # QAT reads the quantize config even when the quantize step itself is skipped (export builds the float
         # model that an int8 runtime then quantizes): the fine-tuned weights are the QAT-trained ones either way.
         with fake_quantized(model, qat, ctx) if qat is not None and step.technique in TRAINING_STEPS else nullcontext():
@@ -123,34 +149,78 @@ def build_model(
     return model, ctx
 
 
+def _preview(model: nn.Module, steps: Sequence[Step], ctx: ApplyContext) -> nn.Module:
+    """A copy of ``model`` with ``steps`` applied; ``model``, ``ctx.notes`` and the global RNG are left as they were."""
+    rng = torch.random.get_rng_state()
+    scratch = dataclasses.replace(ctx, notes={}, epoch_callback=None)
+    preview = copy.deepcopy(model)
+    for step in steps:
+        preview = get_technique(step.technique).apply(preview, step.config, scratch)
+    torch.random.set_rng_state(rng)
+    return preview.eval()
+
+
 EARLY_STOP_SAMPLES = 1024  # validation samples the early-stop check scores (accuracy s.d. ~0.4 pp near 98%)
+EARLY_STOP_SHRINK = 0.5  # the least share of its error a fine-tune is assumed to keep, per share of epochs done
 
 
-def early_stop(task: Task, min_accuracy: float) -> Callable[[int, int, nn.Module], None]:
-    """An epoch callback that stops a fine-tune whose model cannot reach ``min_accuracy`` (raises StoppedEarly).
+def early_stop(
+    task: Task,
+    min_accuracy: float | None,
+    fronts: Mapping[str, Sequence[tuple[float, float, int]]] | None = None,
+    profiles: Sequence[HardwareProfile] = (),
+) -> Callable[[int, int, nn.Module], None]:
+    """An epoch callback that stops a fine-tune whose model cannot pay its way (raises StoppedEarly).
 
-    Rule: after epoch ``e`` of ``E``, stop when the validation error ``1 - acc`` exceeds ``(1 - min_accuracy) * E / e``:
-    reaching the target would need the error to shrink faster than in proportion to the part of the fine-tune done.
-    In accuracy terms the slack below ``min_accuracy`` is ``(1 - min_accuracy) * (E / e - 1)``, shrinking to 0 at
-    the last epoch (where the callback is not called: stopping then saves nothing). Calibrated on 4-epoch KD
-    fine-tunes of the default space on mnist1d-cnn (cosine LR): the error left after epoch 1 / 2 / 3 never shrank
-    below x0.37 / x0.65 / x0.97 by the end; the rule allows x0.25 / x0.5 / x0.75.
+    After epoch ``e`` of ``E`` the model (a preview with the plan's later steps applied, see :func:`build_model`)
+    is scored on a subset, and the best accuracy it could still reach is bounded generously: its accuracy plus two
+    standard errors of the subset, with the error then shrinking to ``EARLY_STOP_SHRINK * e / E`` of itself by the
+    end. Calibrated on 20 mnist1d-cnn fine-tunes of the default space (cosine LR, 3-7 epochs, 76 checkpoints,
+    heavy pruning and 3-bit weights included): the subset error at epoch ``e`` never shrank below ``0.62 * e / E``
+    of itself by the end; the rule allows ``0.5 * e / E``, and the two standard errors on top. Stop when
 
-    The check scores the model on the first ``EARLY_STOP_SAMPLES`` validation samples (a fixed subset: scoring all
-    6,000 of mnist1d-cnn cost ~8% of a 4-epoch fine-tune, more than the stops saved), in eval mode and read-only:
-    weights, buffers and the fine-tune's random stream are untouched, so a trial that is not stopped reports exactly
-    the accuracy it would without the check (measured once, at the end, on the full validation split).
+    * ``reachable < min_accuracy`` (the space's accuracy constraints), or
+    * on every profile in ``profiles``, a point of ``fronts[profile]`` (objective cost, accuracy, trial) costs no
+      more than the preview and has at least ``reachable`` accuracy, or the preview does not fit the profile:
+      the trial could not enter any front (the issue's "dominated on every profile at its current cost").
+
+    The check scores the first ``EARLY_STOP_SAMPLES`` validation samples (a fixed subset: scoring all 6,000 of
+    mnist1d-cnn cost ~8% of a 4-epoch fine-tune, more than the stops saved), in eval mode and read-only: weights,
+    buffers and the fine-tune's random stream are untouched, so a trial that is not stopped reports exactly the
+    accuracy it would without the check (measured once, at the end, on the full validation split).
     """
-    allowed = 1.0 - min_accuracy
     inputs, targets = task.val
     subset = (take(inputs, slice(0, EARLY_STOP_SAMPLES)), targets[:EARLY_STOP_SAMPLES])
+    against = {p.name: fronts[p.name] for p in profiles if fronts and fronts.get(p.name)}
+    dominance = bool(profiles) and len(against) == len(profiles)  # an empty front cannot dominate anything
+
+    n = len(subset[1])
 
     def check(epoch: int, epochs: int, model: nn.Module) -> None:
         acc = evaluate(model, subset, task.metric)
-        if 1.0 - acc > allowed * epochs / epoch:
+        optimistic = min(1.0, acc + 2.0 * math.sqrt(acc * (1.0 - acc) / n))  # two standard errors of the subset
+        reachable = 1.0 - (1.0 - optimistic) * EARLY_STOP_SHRINK * epoch / epochs
+        if min_accuracy is not None and reachable < min_accuracy:
             raise StoppedEarly(
                 f"stopped early: accuracy {acc:.4f} after epoch {epoch}/{epochs} cannot reach {min_accuracy:.4f}"
             )
+        if not dominance:
+            return
+        stats, others = layer_stats(model, task.example_inputs), other_param_count(model)
+        beaten: list[str] = []
+        for p in profiles:
+            cost = cost_from_stats(stats, others, p).to_dict()
+            if not cost.get("fits", True):
+                beaten.append(f"{p.name}: does not fit")
+                continue
+            by = [n for c, a, n in against[p.name] if c <= cost[p.objective] and a >= reachable]
+            if not by:
+                return  # it could still enter this profile's front
+            beaten.append(f"{p.name}: trial {by[0]}")
+        raise StoppedEarly(
+            f"stopped early: accuracy {acc:.4f} after epoch {epoch}/{epochs} (at best {reachable:.4f} at the end) "
+            f"is dominated at its cost on every profile ({'; '.join(beaten)})"
+        )
 
     return check
 
@@ -159,7 +229,7 @@ def run_trial(
     spec: TrialSpec, task: Task, *, cache: dict[str, Any] | None = None, device: str | torch.device = "cpu"
 ) -> TrialResult:
     """Build, fine-tune, score and price one plan. ``cache`` carries per-process reuse (teacher logits); ``device``
-    is the worker's device, passed to the steps as ``ctx.device``."""
+    is the worker's device: the model is built, fine-tuned and scored there (see :func:`build_model`)."""
     start = time.perf_counter()
     result = TrialResult(status="failed", seed=spec.seed, threads=torch.get_num_threads())
 
@@ -168,11 +238,13 @@ def run_trial(
 
     try:
         plan = CompressionPlan.from_dict(spec.plan)
-        stop = early_stop(task, spec.min_accuracy) if spec.min_accuracy is not None else None
+        checks = spec.min_accuracy is not None or bool(spec.fronts)
+        stop = early_stop(task, spec.min_accuracy, spec.fronts, spec.profiles) if checks else None
         model, ctx = build_model(
             plan, task, seed=spec.seed, cache=cache, on_step=record, device=device, epoch_callback=stop
         )
         result.accuracy = evaluate(model, task.val, task.metric)
+        model = model.cpu()  # priced and timed on the CPU whatever it was built on (the cost model is a model)
         # One traced forward serves every profile: the per-layer facts do not depend on the hardware.
         stats, others = layer_stats(model, task.example_inputs), other_param_count(model)
         result.costs = {p.name: cost_from_stats(stats, others, p).to_dict() for p in spec.profiles}

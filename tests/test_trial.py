@@ -117,3 +117,58 @@ def test_a_malformed_plan_gives_failed(task, profiles) -> None:
     bad = TrialSpec({"steps": [{"technique": "prune.magic", "config": {}}]}, tuple(profiles.values()))
     result = run_trial(bad, task)
     assert result.status == "failed" and "prune.magic" in result.reason
+
+
+EVERY = {  # every built-in technique in one plan (low rank and sharing on top of FULL's steps)
+    "cut.blocks": {"n_blocks": 1},
+    "prune.structured": {"ratio": 0.3},
+    "factorize.lowrank": {"rank_ratio": 0.5, "min_features": 4},
+    "prune.unstructured": {"amount": 0.3},
+    "share.weights": {"bits": 5},
+    "distill.kd": {"epochs": 2, "batch_size": 64},
+    "quantize": {"weight_bits": 6, "act_bits": 8},
+}
+
+
+def test_inputs_follow_the_model_and_leave_non_tensors_alone() -> None:
+    from autoslim.nn_utils import _device_of, call_model, model_device, to_device
+
+    cpu = torch.device("cpu")
+    batch = {"x": torch.ones(2, 3), "flag": True, "pair": (torch.zeros(1), None)}
+    assert to_device(batch, cpu)["flag"] is True and to_device(batch, cpu)["pair"][1] is None
+    assert _device_of({"flag": True, "pair": (None, torch.zeros(1))}) == cpu and _device_of([None, 1]) is None
+    assert model_device(torch.nn.ReLU()) == cpu  # no parameter or buffer: the CPU
+    linear = torch.nn.Linear(3, 2)
+    assert call_model(linear, torch.ones(4, 3)).shape == (4, 2)
+
+
+def test_an_explicit_cpu_device_builds_the_same_model(task, profiles) -> None:
+    default, on_cpu = (
+        run_trial(spec(EVERY, profiles), task, cache={}),
+        run_trial(spec(EVERY, profiles), task, cache={}, device="cpu"),
+    )
+    assert default.status == on_cpu.status == "ok", (default.reason, on_cpu.reason)
+    assert default.accuracy == on_cpu.accuracy and default.costs == on_cpu.costs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on the CI machine)")
+def test_a_gpu_worker_builds_fine_tunes_and_scores_on_the_gpu(task, profiles, monkeypatch) -> None:
+    """Every technique on cuda:0: the model really lives there (KD on the GPU), and the trial matches the CPU one
+    up to kernel numerics (accuracy within 10 pp on the tiny task, the same structure and so the same bytes)."""
+    seen: list[torch.device] = []
+    kd = registry.get_technique("distill.kd")
+    original = kd.apply
+
+    def watch(model, config, ctx):
+        seen.append(next(model.parameters()).device)
+        return original(model, config, ctx)
+
+    monkeypatch.setitem(registry._REGISTRY, "distill.kd", dataclasses.replace(kd, apply=watch))
+    cache: dict = {}
+    gpu = run_trial(spec(EVERY, profiles), task, cache=cache, device="cuda:0")
+    cpu = run_trial(spec(EVERY, profiles), task, cache={})
+    assert gpu.status == cpu.status == "ok", (gpu.reason, cpu.reason)
+    assert seen and seen[0].type == "cuda" and cache["teacher_logits"].device.type == "cuda"
+    assert abs(gpu.accuracy - cpu.accuracy) < 0.10
+    for name in profiles:
+        assert gpu.costs[name]["model_bytes"] == pytest.approx(cpu.costs[name]["model_bytes"], rel=0.02)

@@ -44,6 +44,9 @@ def search(
     ] = None,
     cpus_per_trial: Annotated[float, typer.Option(help="CPUs (torch threads) per trial.")] = 1.0,
     gpus_per_trial: Annotated[float, typer.Option(help="GPUs Ray reserves per trial (--executor ray).")] = 0.0,
+    early_stop: Annotated[
+        bool, typer.Option(help="Stop fine-tunes that cannot meet the constraints or enter any front.")
+    ] = True,
 ) -> None:
     """Search compression plans; write trials.csv and pareto_<profile>.csv/.png under RESULTS/<study>/."""
     console = Console()
@@ -54,7 +57,8 @@ def search(
         config = SearchConfig(space=sp, profiles=profiles, budget=budget, task=task, study=study, results_dir=results,
                               seed=seed, workers=workers, timeout_s=timeout, sampler=sampler,
                               warm_start=warm_start, executor=executor, ray_address=ray_address,
-                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)  # fmt: skip
+                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                              early_stop=early_stop)  # fmt: skip
         with progress_reporter(console, budget) as report:
             outcome = run_search(config, on_progress=report)
     except (SpaceError, ProfileError, StudyMismatchError, ValueError, ImportError) as exc:

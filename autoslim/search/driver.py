@@ -25,6 +25,7 @@ from autoslim.cost.profiles import profile_to_dict
 from autoslim.execution import Executor, InlineExecutor, ProcessExecutor
 from autoslim.plan import CompressionPlan
 from autoslim.report import trials_frame, write_report
+from autoslim.report.frame import front_frame
 from autoslim.search.space import Constraints, SearchSpace
 from autoslim.search.study import (
     INTERRUPTED,
@@ -178,6 +179,7 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
     try:
         while True:
             out_of_time = deadline is not None and time.monotonic() > deadline
+            known = current_fronts(trials_frame(study, profiles), profiles) if config.early_stop else None
             while not out_of_time and len(running) < executor.slots and done + len(running) < config.budget:
                 starting = study.ask()
                 try:
@@ -188,7 +190,7 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
                     continue
                 floor = accuracy_floor(constraints, headline.base_acc) if config.early_stop else None
                 spec = TrialSpec(plan.to_dict(), tuple(profiles), seed=config.seed + starting.number,
-                                 number=starting.number, min_accuracy=floor)  # fmt: skip
+                                 number=starting.number, min_accuracy=floor, fronts=known)  # fmt: skip
                 running[executor.submit(spec)] = (starting, plan)
                 starting = None
             if not running:
@@ -235,6 +237,18 @@ def accuracy_floor(constraints: Constraints, baseline_accuracy: float | None) ->
         floors.append(baseline_accuracy - constraints.max_accuracy_drop)
     known = [f for f in floors if f is not None]
     return max(known) if known else None
+
+
+def current_fronts(df: pd.DataFrame, profiles: Sequence[HardwareProfile]) -> dict[str, tuple]:
+    """Each profile's front as plain ``(objective cost, accuracy, trial)`` points, for a trial's early stop."""
+    fronts = {}
+    for p in profiles:
+        front = front_frame(df, p)
+        col = f"{p.name}.{p.objective}"
+        fronts[p.name] = tuple(
+            (float(c), float(a), int(n)) for c, a, n in zip(front[col], front["accuracy"], front["trial"], strict=True)
+        ) if len(front) else ()  # fmt: skip
+    return fronts
 
 
 def _make_executor(config: SearchConfig, task: Task) -> Executor:

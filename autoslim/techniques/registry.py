@@ -44,6 +44,8 @@ class ApplyContext:
     train_data: Any = None  # an in-memory (inputs, targets) pair
     calibration_inputs: Any = None  # a batch of inputs for statistics (activation ranges, block importance)
     seed: int = 0
+    # Where the model and teacher live (a GPU worker's cuda:0); example and calibration inputs are already there,
+    # and call_model moves any other batch to the model's device.
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     notes: dict[str, Any] = field(default_factory=dict)  # techniques record what they did here
     cache: dict[str, Any] = field(default_factory=dict)  # per-process reuse across trials (teacher logits)

@@ -47,11 +47,11 @@ def kmeans_1d(values: torch.Tensor, k: int, iterations: int = LLOYD_ITERATIONS) 
     initialisation keeps centroids for the rare large weights, which density-based starts lose (Han et al.).
     """
     v = values.double()
-    centroids = torch.linspace(float(v.min()), float(v.max()), k, dtype=torch.float64)
+    centroids = torch.linspace(float(v.min()), float(v.max()), k, dtype=torch.float64, device=v.device)
     for _ in range(iterations + 1):
         # In 1-D the nearest centroid is found by bisecting the midpoints (centroids stay sorted).
         assign = torch.bucketize(v, (centroids[1:] + centroids[:-1]) / 2)
-        sums = torch.zeros(k, dtype=torch.float64).index_add_(0, assign, v)
+        sums = torch.zeros(k, dtype=torch.float64, device=v.device).index_add_(0, assign, v)
         counts = torch.bincount(assign, minlength=k)
         used = counts > 0
         centroids = torch.where(used, sums / counts.clamp_min(1), centroids)  # an empty cluster keeps its place

@@ -246,8 +246,11 @@ def test_default_recipes_round_trip_through_an_enqueued_trial() -> None:
         study.enqueue_trial(space.recipe_params(recipe))
     for recipe in space.recipes:
         trial = study.ask()
-        assert space.sample(trial) == recipe
-        assert CompressionPlan.from_params(space.sample(trial)) == CompressionPlan.from_params(recipe)
+        sampled = space.sample(trial)
+        # The sampler sees the recipe's values; the space's fixed values (KD's epochs_per_removed) come on top,
+        # but the driver runs a recipe exactly as written (tests/search/test_driver.py).
+        assert {t: {k: v for k, v in ps.items() if k in recipe.get(t, {})} for t, ps in sampled.items()} == recipe
+        assert sampled.keys() == recipe.keys()
         study.tell(trial, 0.0)
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import torch
 
 from autoslim.cost import get_profile
 from autoslim.plan import CompressionPlan
 from autoslim.search import SearchConfig, load_space, run_search
-from autoslim.search.driver import accuracy_floor
+from autoslim.search.driver import accuracy_floor, current_fronts
 from autoslim.search.space import Constraints
 from autoslim.techniques import StoppedEarly
 from autoslim.trial import TrialSpec, build_model, early_stop, run_trial
@@ -47,11 +49,12 @@ def test_kd_calls_the_callback_between_epochs_and_stops_when_it_raises() -> None
     assert calls == [(1, 3)]
 
 
-def test_a_hopeless_fine_tune_stops_after_its_first_epoch() -> None:
+def test_a_hopeless_fine_tune_stops_before_its_last_epoch() -> None:
     result = run_trial(spec(HOPELESS, 0.8), tiny_task(), cache={})
     assert result.status == "pruned", result.reason
-    # error 0.71 > (1 - 0.8) * 3 / 1: it would have to shrink more than 3x in the last two of three epochs
-    assert result.reason == "stopped early: accuracy 0.2891 after epoch 1/3 cannot reach 0.8000"
+    # after epoch 1 of 3 the rule still lets the error (0.71, plus two standard errors) shrink to 1/6 of itself;
+    # after epoch 2, to 1/3: 76% is the best it could reach
+    assert result.reason == "stopped early: accuracy 0.2891 after epoch 2/3 cannot reach 0.8000"
     assert result.accuracy is None and not result.costs
 
 
@@ -103,6 +106,51 @@ def test_the_driver_records_a_stopped_trial_as_pruned(tmp_path: Path, early: boo
     row = outcome.trials.iloc[1]
     if early:  # the baseline (87.5%) less 5 pp: 82.5% is out of reach
         assert trial.state == optuna.trial.TrialState.PRUNED
-        assert row["status"] == "pruned" and row["reason"].startswith("stopped early: accuracy 0.2891 after epoch 1/3")
+        assert row["status"] == "pruned" and row["reason"].startswith("stopped early: accuracy 0.2891 after epoch 2/3")
     else:  # runs to the end, then fails the constraint
         assert trial.state == optuna.trial.TrialState.COMPLETE and row["status"] == "ok" and not row["feasible"]
+
+
+QUANTIZED = {"prune.structured": {"ratio": 0.3}, "distill.kd": KD, "quantize": {"weight_bits": 2, "act_bits": None}}
+
+
+def test_the_check_sees_the_plan_after_quantization_and_leaves_the_fine_tune_alone() -> None:
+    task = tiny_task()
+    levels: list[int] = []
+
+    def watch(e: int, n: int, preview: torch.nn.Module) -> None:  # 2-bit weights: at most 4 levels per channel
+        w = dict(preview.named_parameters())["3.conv1.weight"]
+        levels.append(max(len(torch.unique(row)) for row in w))
+
+    with_check, _ = build_model(CompressionPlan.from_params(QUANTIZED), task, seed=1, epoch_callback=watch)
+    without, _ = build_model(CompressionPlan.from_params(QUANTIZED), task, seed=1)
+    assert levels and max(levels) <= 4
+    assert same_state(with_check, without)
+
+
+def _fronts(point: tuple[float, float, int]) -> dict[str, tuple[tuple[float, float, int], ...]]:
+    return {p: (point,) for p in TINY_PROFILES}
+
+
+def test_a_fine_tune_dominated_on_every_profile_stops() -> None:
+    profiles = tuple(get_profile(p) for p in TINY_PROFILES)
+    plan = CompressionPlan.from_params(GOOD).to_dict()
+    beaten = run_trial(TrialSpec(plan, profiles, seed=1, fronts=_fronts((0.0, 1.0, 7))), tiny_task(), cache={})
+    assert beaten.status == "pruned"
+    assert "dominated at its cost on every profile" in beaten.reason and "trial 7" in beaten.reason
+    # a front point that costs more than the trial's model, or one that is less accurate, dominates nothing
+    for point in ((1e12, 1.0, 7), (0.0, 0.05, 7)):
+        assert run_trial(TrialSpec(plan, profiles, seed=1, fronts=_fronts(point)), tiny_task(), cache={}).status == "ok"
+    # beaten on one profile only: it could still enter the other's front
+    one = {TINY_PROFILES[0]: ((0.0, 1.0, 7),), TINY_PROFILES[1]: ()}
+    assert run_trial(TrialSpec(plan, profiles, seed=1, fronts=one), tiny_task(), cache={}).status == "ok"
+
+
+def test_the_driver_hands_each_profile_its_front() -> None:
+    df = pd.DataFrame({
+        "trial": [0, 1, 2, 3], "status": ["ok", "ok", "ok", "failed"], "accuracy": [0.9, 0.8, 0.7, None],
+        "feasible": [True, True, True, True], "p.model_bytes": [100.0, 50.0, 60.0, None], "p.fits": [True] * 4,
+    })  # fmt: skip
+    profile = dataclasses.replace(get_profile(TINY_PROFILES[1]), name="p", objective="model_bytes")
+    assert current_fronts(df, [profile]) == {"p": ((50.0, 0.8, 1), (100.0, 0.9, 0))}  # trial 2 is dominated
+    assert current_fronts(df.iloc[:0], [profile]) == {"p": ()}
