@@ -14,7 +14,7 @@ WeightLayer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
 
 def model_device(model: nn.Module) -> torch.device:
     """Where ``model``'s first parameter (or buffer) lives; the CPU for a model with neither."""
-    first = next(model.parameters(), None)
+    first: torch.Tensor | None = next(model.parameters(), None)
     if first is None:
         first = next(model.buffers(), None)
     return first.device if first is not None else torch.device("cpu")
