@@ -88,6 +88,7 @@ def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, res
         "status": result.status, "reason": result.reason, "plan": plan.to_dict(), "plan_words": plan.describe(),
         "accuracy": result.accuracy, "costs": result.costs, "params": result.params,
         "duration_s": result.duration_s, "steps": result.steps, "seed": result.seed, "threads": result.threads,
+        "notes": result.notes,  # what each step did (KD epochs run, quantized layers, ...) and where it ran
     }.items():  # fmt: skip
         trial.set_user_attr(key, value)
     if result.status == "ok" and constraints is not None and constraints.count:

@@ -72,6 +72,7 @@ def test_search_fills_the_budget_then_resume_tops_it_up(tmp_path: Path, space_fi
     # the study itself: accuracy plus each profile's own objective
     study = load(tmp_path)
     t1 = study.trials[1]
+    assert t1.user_attrs["notes"]["quantize"]["layers"] > 0  # what each step did is kept with the trial
     assert t1.values == pytest.approx(
         [df.loc[1, "accuracy"], df.loc[1, "x86-avx512-vnni.latency_ms"], df.loc[1, "mcu-cortex-m7.model_bytes"]]
     )
