@@ -96,8 +96,8 @@ def build_model(
 
     ``on_step(name, model)`` is called after the teacher copy (``"teacher"``) and after every step. The model is
     built on ``device`` (a GPU worker's ``cuda:0``): the teacher is copied there once per process, the steps run
-    there, and it comes back on that device. Raises what the steps
-    raise (:class:`InfeasibleError` for a plan the model cannot take). Fine-tunes call ``epoch_callback(epoch,
+    there, and it comes back on that device. Raises what the steps raise (:class:`InfeasibleError` for a plan the
+    model cannot take). Fine-tunes call ``epoch_callback(epoch,
     epochs, preview)`` between epochs (see :func:`early_stop`), where ``preview`` is what the plan would deliver if
     the fine-tune ended now: a copy of the model with the plan's later steps (quantization) applied, so a check
     sees the deployed numerics: most hopeless plans of the default space fail at 2-3-bit weights *after* the
