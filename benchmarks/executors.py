@@ -1,14 +1,15 @@
 """How fast do the executors run trials? Trials per minute on the default task, and per-trial overhead vs. inline.
 
-The same fixed 12 plans (the default space sampled by a seeded random sampler, distillation capped at 1 epoch to
-keep the run short) go through every executor: inline, process x1, process x2, ray x1, ray x2 (a local Ray
-instance on loopback). The clock runs from the first submit to the last result; start-up (spawning workers,
-loading the task, starting Ray) is timed apart. Overhead: 16 baseline plans (no step: evaluation and costing
-only) after one warm-up trial, seconds per trial minus inline's.
+The same fixed 12 plans (the default space sampled by a seeded random sampler; distillation capped at 1 epoch to
+keep the run short, or as sampled with ``--full-kd``: the default search's own trial mix) go through every
+executor: inline, process x1, process x2, ray x1, ray x2 (a local Ray instance on loopback). The clock runs from
+the first submit to the last result; start-up (spawning workers, loading the task, starting Ray) is timed apart.
+Overhead: 16 baseline plans (no step: evaluation and costing only) after one warm-up trial, seconds per trial
+minus inline's.
 
-    AUTOSLIM_CACHE=/tmp/ascache python benchmarks/executors.py [--plans 12] [--repeat-overhead 16]
+    AUTOSLIM_CACHE=/tmp/ascache python benchmarks/executors.py [--plans 12] [--repeat-overhead 16] [--full-kd]
 
-Writes results/benchmarks/executors.csv and executors.png.
+Writes results/benchmarks/executors.csv and executors.png (executors_full_kd.* with ``--full-kd``).
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ from autoslim.trial import TrialSpec
 OUT = Path("results/benchmarks")
 
 
-def fixed_plans(n: int, seed: int = 0) -> list[CompressionPlan]:
+def fixed_plans(n: int, seed: int = 0, *, cap_kd: bool = True) -> list[CompressionPlan]:
     space = load_space(default_space_path())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     plans: list[CompressionPlan] = []
     while len(plans) < n:
         params = space.sample(study.ask())
-        if "distill.kd" in params:
+        if cap_kd and "distill.kd" in params:
             params["distill.kd"] = {**params["distill.kd"], "epochs": 1}
         try:
             plans.append(CompressionPlan.from_params(params))
@@ -97,11 +98,13 @@ def main() -> None:
     parser.add_argument("--plans", type=int, default=12)
     parser.add_argument("--repeat-overhead", type=int, default=16)
     parser.add_argument("--only", nargs="*", default=None, help="e.g. inline:1 ray:1 (default: all five)")
+    parser.add_argument("--full-kd", action="store_true", help="distillation epochs as sampled (no 1-epoch cap)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # inline runs single-threaded, as every worker does
     task = load_task(DEFAULT_TASK)
     profiles = tuple(get_profile(p) for p in load_space(default_space_path()).profiles)
-    plans = [TrialSpec(p.to_dict(), profiles, seed=i, number=i) for i, p in enumerate(fixed_plans(args.plans))]
+    sampled = fixed_plans(args.plans, cap_kd=not args.full_kd)
+    plans = [TrialSpec(p.to_dict(), profiles, seed=i, number=i) for i, p in enumerate(sampled)]
     baseline = [TrialSpec(CompressionPlan().to_dict(), profiles, seed=0, number=i) for i in range(args.repeat_overhead)]
     configs: list[tuple[str, int]] = [("inline", 1), ("process", 1), ("process", 2), ("ray", 1), ("ray", 2)]
     if args.only:
@@ -118,8 +121,9 @@ def main() -> None:
     df["cpu_count"] = os.cpu_count()
     df["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
     OUT.mkdir(parents=True, exist_ok=True)
-    df.to_csv(OUT / "executors.csv", index=False)
-    plot(df, OUT / "executors.png")
+    name = "executors_full_kd" if args.full_kd else "executors"
+    df.to_csv(OUT / f"{name}.csv", index=False)
+    plot(df, OUT / f"{name}.png")
     print(df.to_string(index=False))
 
 
