@@ -33,7 +33,7 @@ from autoslim.nn_utils import take, to_device
 from autoslim.plan import CompressionPlan, Step
 from autoslim.tasks import Task
 from autoslim.techniques import ApplyContext, InfeasibleError, StoppedEarly, get_technique
-from autoslim.techniques.qat import fake_quantized
+from autoslim.techniques.qat import fake_quantized, strip_fake_quant
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ def build_model(
     on_step: Callable[[str, nn.Module], None] | None = None,
     device: str | torch.device = "cpu",
     epoch_callback: Callable[[int, int, nn.Module], None] | None = None,
+    notes: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, ApplyContext]:
     """A copy of the task's teacher with ``plan`` applied (steps named in ``skip`` left out), in eval mode.
 
@@ -100,9 +101,10 @@ def build_model(
     model cannot take). Fine-tunes call ``epoch_callback(epoch,
     epochs, preview)`` between epochs (see :func:`early_stop`), where ``preview`` is what the plan would deliver if
     the fine-tune ended now: a copy of the model with the plan's later steps (quantization) applied, so a check
-    sees the deployed numerics: most hopeless plans of the default space fail at 2-3-bit weights *after* the
-    fine-tune, which the float model in training cannot show. Under QAT the model already runs the quantized
-    numerics, so it is handed over as it is.
+    sees the deployed numerics and costs: most hopeless plans of the default space fail at 2-3-bit weights *after*
+    the fine-tune, which the float model in training cannot show. A preview that cannot be built skips that
+    epoch's check rather than ending the trial. ``notes`` (when given) becomes ``ctx.notes``, so a caller keeps the
+    steps' records even when a step raises.
     """
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -124,13 +126,18 @@ def build_model(
         seed=seed,
         cache=cache,
         device=dev,
+        notes=notes if notes is not None else {},
     )
     qat = next((s.config for s in plan.steps if s.technique == "quantize" and s.config.mode == "qat"), None)
     later: list[Step] = []  # the steps after the running one that a preview applies
 
     def look_ahead(epoch: int, epochs: int, training: nn.Module) -> None:
         assert epoch_callback is not None
-        epoch_callback(epoch, epochs, _preview(training, later, ctx) if later and qat is None else training)
+        try:
+            preview = _preview(training, later, ctx)
+        except Exception:  # a check must never end a trial the plan itself would finish: skip this epoch's check
+            return
+        epoch_callback(epoch, epochs, preview)
 
     ctx.epoch_callback = look_ahead if epoch_callback is not None else None
     if on_step is not None:
@@ -150,13 +157,13 @@ def build_model(
 
 
 def _preview(model: nn.Module, steps: Sequence[Step], ctx: ApplyContext) -> nn.Module:
-    """A copy of ``model`` with ``steps`` applied; ``model``, ``ctx.notes`` and the global RNG are left as they were."""
-    rng = torch.random.get_rng_state()
+    """A copy of ``model`` with ``steps`` applied (QAT's fake quantization stripped first: the steps quantize for
+    real); ``model``, ``ctx.notes`` and the random streams are left as they were."""
     scratch = dataclasses.replace(ctx, notes={}, epoch_callback=None)
-    preview = copy.deepcopy(model)
-    for step in steps:
-        preview = get_technique(step.technique).apply(preview, step.config, scratch)
-    torch.random.set_rng_state(rng)
+    with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+        preview = strip_fake_quant(copy.deepcopy(model))
+        for step in steps:
+            preview = get_technique(step.technique).apply(preview, step.config, scratch)
     return preview.eval()
 
 
@@ -169,8 +176,9 @@ def early_stop(
     min_accuracy: float | None,
     fronts: Mapping[str, Sequence[tuple[float, float, int]]] | None = None,
     profiles: Sequence[HardwareProfile] = (),
-) -> Callable[[int, int, nn.Module], None]:
-    """An epoch callback that stops a fine-tune whose model cannot pay its way (raises StoppedEarly).
+) -> Callable[[int, int, nn.Module], None] | None:
+    """An epoch callback that stops a fine-tune whose model cannot pay its way (raises StoppedEarly); None when
+    neither rule can fire (no accuracy constraint, and some profile's front still empty), so no preview is built.
 
     After epoch ``e`` of ``E`` the model (a preview with the plan's later steps applied, see :func:`build_model`)
     is scored on a subset, and the best accuracy it could still reach is bounded generously: its accuracy plus two
@@ -187,17 +195,21 @@ def early_stop(
     The check scores the first ``EARLY_STOP_SAMPLES`` validation samples (a fixed subset: scoring all 6,000 of
     mnist1d-cnn cost ~8% of a 4-epoch fine-tune, more than the stops saved), in eval mode and read-only: weights,
     buffers and the fine-tune's random stream are untouched, so a trial that is not stopped reports exactly the
-    accuracy it would without the check (measured once, at the end, on the full validation split).
+    accuracy it would without the check (measured once, at the end, on the full validation split). The rule models
+    an accuracy-like metric in [0, 1]; a metric outside that range (a negative loss, PSNR) is not checked.
     """
     inputs, targets = task.val
     subset = (take(inputs, slice(0, EARLY_STOP_SAMPLES)), targets[:EARLY_STOP_SAMPLES])
     against = {p.name: fronts[p.name] for p in profiles if fronts and fronts.get(p.name)}
     dominance = bool(profiles) and len(against) == len(profiles)  # an empty front cannot dominate anything
-
+    if min_accuracy is None and not dominance:
+        return None
     n = len(subset[1])
 
     def check(epoch: int, epochs: int, model: nn.Module) -> None:
         acc = evaluate(model, subset, task.metric)
+        if not 0.0 <= acc <= 1.0:
+            return
         optimistic = min(1.0, acc + 2.0 * math.sqrt(acc * (1.0 - acc) / n))  # two standard errors of the subset
         reachable = 1.0 - (1.0 - optimistic) * EARLY_STOP_SHRINK * epoch / epochs
         if min_accuracy is not None and reachable < min_accuracy:
@@ -232,16 +244,16 @@ def run_trial(
     is the worker's device: the model is built, fine-tuned and scored there (see :func:`build_model`)."""
     start = time.perf_counter()
     result = TrialResult(status="failed", seed=spec.seed, threads=torch.get_num_threads())
+    notes: dict[str, Any] = {}  # the steps' records, kept whatever the outcome (a stopped KD's epochs included)
 
     def record(name: str, model: nn.Module) -> None:
         result.steps.append({"technique": name, **_footprint(model, task.example_inputs)})
 
     try:
         plan = CompressionPlan.from_dict(spec.plan)
-        checks = spec.min_accuracy is not None or bool(spec.fronts)
-        stop = early_stop(task, spec.min_accuracy, spec.fronts, spec.profiles) if checks else None
-        model, ctx = build_model(
-            plan, task, seed=spec.seed, cache=cache, on_step=record, device=device, epoch_callback=stop
+        stop = early_stop(task, spec.min_accuracy, spec.fronts, spec.profiles)
+        model, _ = build_model(
+            plan, task, seed=spec.seed, cache=cache, on_step=record, device=device, epoch_callback=stop, notes=notes
         )
         result.accuracy = evaluate(model, task.val, task.metric)
         model = model.cpu()  # priced and timed on the CPU whatever it was built on (the cost model is a model)
@@ -252,7 +264,6 @@ def run_trial(
             if p.measure_latency:  # the machine running the search: time the model for real beside the estimate
                 result.costs[p.name].update(_measured(model, task, p.batch_size))
         result.params = sum(p.numel() for p in model.parameters())
-        result.notes = _jsonable(ctx.notes)
         result.status = "ok"
     except InfeasibleError as exc:
         result.status, result.reason = "infeasible", str(exc)
@@ -261,6 +272,7 @@ def run_trial(
     except Exception as exc:  # failure is a result: the search goes on
         result.status = "failed"
         result.reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
+    result.notes = _jsonable({**notes, "device": str(device)})
     result.duration_s = time.perf_counter() - start
     return result
 

@@ -188,11 +188,11 @@ def _output_loss(
 def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
     if ctx.teacher is None or ctx.train_data is None:
         raise InfeasibleError("distill.kd: the task provides no teacher or no training data")
-    if config.epochs == 0:
-        return model
     teacher = ctx.teacher
     removed = removed_fraction(model, teacher) if config.epochs_per_removed else 0.0
-    epochs = config.epochs + round(config.epochs_per_removed * removed)
+    epochs = config.epochs + math.floor(config.epochs_per_removed * removed + 0.5)  # half rounds up: 4 x 62.5% -> 3
+    if epochs == 0:
+        return model
     label_free = is_label_free(ctx.train_data[1])
     data = _indexable(ctx.train_data)
     soft_targets = teacher_logits(ctx)
@@ -205,6 +205,7 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
     n = batch_size_of(data[0])
     sched = _scheduler(opt, config.schedule, epochs * math.ceil(n / config.batch_size))
     note: dict[str, Any] = {"label_free": label_free, "epochs_run": epochs, "removed": round(removed, 4)}
+    ctx.notes["distill.kd"] = note  # recorded up front: a fine-tune stopped early keeps it too
     features = _FeatureMatch(model, teacher, ctx.example_inputs) if config.feature_weight > 0 else None
     if features is not None:
         note["feature_layers"] = features.names or "no same-named layer with the same output shape: skipped"
@@ -242,5 +243,5 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
         if features is not None:
             features.remove()
     model.eval()
-    ctx.notes["distill.kd"] = {"final_loss": float(loss.detach()), **note}
+    note["final_loss"] = float(loss.detach())
     return model

@@ -148,15 +148,22 @@ def test_epochs_grow_with_the_share_of_the_teacher_removed() -> None:
     ctx = make_ctx("mlp", teacher=teacher, n_train=64)
     epochs: list[int] = []
     ctx.epoch_callback = lambda e, n, m: epochs.append(n)
-    half = copy.deepcopy(teacher)
-    with torch.no_grad():
-        for p in half.parameters():  # zero the smaller half of every tensor: ~50% of the teacher removed
-            p.mul_(p.abs() > p.abs().flatten().median())
-    apply("distill.kd", half, ctx, **KD, epochs_per_removed=4.0)
+
+    def half() -> nn.Module:  # the smaller half of every tensor zeroed: ~50% of the teacher removed
+        model = copy.deepcopy(teacher)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(p.abs() > p.abs().flatten().median())
+        return model
+
+    apply("distill.kd", half(), ctx, **KD, epochs_per_removed=4.0)
     removed = ctx.notes["distill.kd"]["removed"]
     assert 0.45 < removed < 0.55
-    assert ctx.notes["distill.kd"]["epochs_run"] == 2 + round(4.0 * removed) == epochs[0]
+    assert ctx.notes["distill.kd"]["epochs_run"] == 2 + int(4.0 * removed + 0.5) == epochs[0]
     apply("distill.kd", copy.deepcopy(teacher), ctx, **KD, epochs_per_removed=4.0)  # nothing removed: no extra epoch
     assert ctx.notes["distill.kd"]["epochs_run"] == 2 and ctx.notes["distill.kd"]["removed"] == 0.0
+    ctx.epoch_callback = None
+    apply("distill.kd", half(), ctx, **{**KD, "epochs": 0}, epochs_per_removed=4.0)  # the extra epochs alone run
+    assert ctx.notes["distill.kd"]["epochs_run"] == 2
     with pytest.raises(ValueError, match="epochs_per_removed"):
         get_technique("distill.kd").make_config({"epochs_per_removed": -1.0})

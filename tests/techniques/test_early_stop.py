@@ -62,6 +62,7 @@ def test_a_good_fine_tune_runs_every_epoch_and_reports_the_same_metric() -> None
     task = tiny_task()
     seen: list[int] = []
     check = early_stop(task, 0.4)
+    assert check is not None
 
     def watch(e: int, n: int, m: torch.nn.Module) -> None:
         seen.append(e)
@@ -154,3 +155,38 @@ def test_the_driver_hands_each_profile_its_front() -> None:
     profile = dataclasses.replace(get_profile(TINY_PROFILES[1]), name="p", objective="model_bytes")
     assert current_fronts(df, [profile]) == {"p": ((50.0, 0.8, 1), (100.0, 0.9, 0))}  # trial 2 is dominated
     assert current_fronts(df.iloc[:0], [profile]) == {"p": ()}
+
+
+@pytest.mark.parametrize("mode", ["ptq", "qat"])
+def test_dominance_prices_the_quantized_model_the_plan_delivers(mode: str) -> None:
+    """A front point cheaper than the float model but dearer than the quantized one must not stop the trial: the
+    check prices the preview (quantized, fake quantization stripped under QAT), not the model in training."""
+    task = tiny_task()
+    profiles = (get_profile("mcu-cortex-m7"),)  # stored bytes: 4-bit weights cut them ~6x (latency barely moves here)
+    plan = {**QUANTIZED, "quantize": {"weight_bits": 4, "act_bits": 8, "mode": mode}}
+    final = run_trial(TrialSpec(CompressionPlan.from_params(plan).to_dict(), profiles, seed=1), task, cache={})
+    floating = run_trial(TrialSpec(CompressionPlan.from_params({k: v for k, v in plan.items() if k != "quantize"})
+                                   .to_dict(), profiles, seed=1), task, cache={})  # fmt: skip
+    assert final.status == floating.status == "ok"
+
+    def at(scale: float) -> dict:
+        # Per profile: between the quantized and the float cost (scale 1.5), or below the quantized one (0.9).
+        costs = {p.name: final.costs[p.name][p.objective] for p in profiles}
+        for p in profiles:
+            assert costs[p.name] * 1.5 < floating.costs[p.name][p.objective]
+        return {name: ((scale * c, 1.0, 9),) for name, c in costs.items()}
+
+    plan_dict = CompressionPlan.from_params(plan).to_dict()
+    kept = run_trial(TrialSpec(plan_dict, profiles, seed=1, fronts=at(1.5)), task, cache={})
+    assert kept.status == "ok" and kept.accuracy == final.accuracy and kept.costs == final.costs
+    stopped = run_trial(TrialSpec(plan_dict, profiles, seed=1, fronts=at(0.9)), task, cache={})
+    assert stopped.status == "pruned" and "dominated" in stopped.reason
+    assert stopped.notes["distill.kd"]["epochs_run"] == KD["epochs"]  # a stopped trial keeps its steps' notes
+
+
+def test_no_check_and_no_preview_while_a_front_is_empty() -> None:
+    task = tiny_task()
+    profiles = tuple(get_profile(p) for p in TINY_PROFILES)
+    assert early_stop(task, None, {TINY_PROFILES[0]: ((1.0, 1.0, 0),), TINY_PROFILES[1]: ()}, profiles) is None
+    assert early_stop(task, None, None, profiles) is None
+    assert early_stop(task, 0.5, None, profiles) is not None
