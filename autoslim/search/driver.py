@@ -26,6 +26,8 @@ from autoslim.execution import Executor, InlineExecutor, ProcessExecutor
 from autoslim.plan import CompressionPlan
 from autoslim.report import trials_frame, write_report
 from autoslim.report.frame import front_frame
+from autoslim.report.html import write_html
+from autoslim.report.results import open_results
 from autoslim.search.space import Constraints, SearchSpace
 from autoslim.search.study import (
     INTERRUPTED,
@@ -228,6 +230,7 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
         executor.close()
     df = trials_frame(study, profiles)
     fronts = write_report(config.folder, df, profiles)
+    write_html(open_results(config.folder))  # the one-file report; `autoslim report` rebuilds it
     return SearchOutcome(config.folder, df, fronts, ran, interrupted, notes)
 
 
@@ -299,7 +302,6 @@ def _enqueue_baseline_and_recipes(study: optuna.Study, space: SearchSpace) -> No
 
 def _enqueue_warm_start(study: optuna.Study, previous: Path) -> int:
     """Queue the sampled parameters of every front point of a previous study (same space), once each."""
-    from autoslim.report.results import open_results
 
     prev = open_results(previous)
     numbers = sorted({int(n) for p in prev.profiles for n in prev.front(p.name)["trial"]})
