@@ -156,6 +156,13 @@ def build_model(
     return model, ctx
 
 
+def price(model: nn.Module, example_inputs: Any, profiles: Sequence[HardwareProfile]) -> dict[str, dict[str, Any]]:
+    """``model``'s cost on every profile (Cost.to_dict() by profile name). One traced forward serves them all: the
+    per-layer facts do not depend on the hardware."""
+    stats, others = layer_stats(model, example_inputs), other_param_count(model)
+    return {p.name: cost_from_stats(stats, others, p).to_dict() for p in profiles}
+
+
 def _preview(model: nn.Module, steps: Sequence[Step], ctx: ApplyContext) -> nn.Module:
     """A copy of ``model`` with ``steps`` applied (QAT's fake quantization stripped first: the steps quantize for
     real); ``model``, ``ctx.notes`` and the random streams are left as they were."""
@@ -218,10 +225,10 @@ def early_stop(
             )
         if not dominance:
             return
-        stats, others = layer_stats(model, task.example_inputs), other_param_count(model)
+        costs = price(model, task.example_inputs, profiles)
         beaten: list[str] = []
         for p in profiles:
-            cost = cost_from_stats(stats, others, p).to_dict()
+            cost = costs[p.name]
             if not cost.get("fits", True):
                 beaten.append(f"{p.name}: does not fit")
                 continue
@@ -257,9 +264,7 @@ def run_trial(
         )
         result.accuracy = evaluate(model, task.val, task.metric)
         model = model.cpu()  # priced and timed on the CPU whatever it was built on (the cost model is a model)
-        # One traced forward serves every profile: the per-layer facts do not depend on the hardware.
-        stats, others = layer_stats(model, task.example_inputs), other_param_count(model)
-        result.costs = {p.name: cost_from_stats(stats, others, p).to_dict() for p in spec.profiles}
+        result.costs = price(model, task.example_inputs, spec.profiles)
         for p in spec.profiles:
             if p.measure_latency:  # the machine running the search: time the model for real beside the estimate
                 result.costs[p.name].update(_measured(model, task, p.batch_size))
