@@ -44,11 +44,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoslim.evaluate import evaluate
+from autoslim.evaluate import score
 from autoslim.plan import CompressionPlan
 from autoslim.report.pick import Query, pick
 from autoslim.report.results import StudyResults, open_results
-from autoslim.runtime.onnx_int8 import export_onnx, quantize_onnx, session, session_accuracy, strip_autoslim
+from autoslim.runtime.onnx_int8 import export_onnx, quantize_onnx, session, session_score, strip_autoslim
 from autoslim.tasks import Task, load_task
 from autoslim.trial import TRAINING_STEPS, build_model
 
@@ -137,7 +137,7 @@ def export_trial(
     with _torch_threads(threads):
         task = load_task(task_ref)
         model, _ctx = build_model(plan, task, seed=seed)
-        reevaluated = evaluate(model, task.val, task.metric)
+        reevaluated = score(model, task)
         if reevaluated != recorded:
             raise ExportError(
                 f"trial {number}: the rebuilt model scores {reevaluated!r}, the study recorded {recorded!r} "
@@ -195,16 +195,16 @@ def _write_artifact(fmt: str, model: nn.Module, task: Task, path: Path, payload:
             fp32 = export_onnx(model, task.example_inputs, Path(tmp) / "model.fp32.onnx")
             quantize_onnx(fp32, path, task.calibration_inputs())
     if fmt in ("onnx", "onnx-int8"):
-        acc = session_accuracy(session(path), task.val, task.metric)
+        acc = session_score(session(path), task)
         return acc, acc
     if fmt == "torchscript":
         with torch.no_grad():
             traced = torch.jit.trace(model, _positional(task.example_inputs), check_trace=False)
         torch.jit.save(traced, str(path))
         loaded = torch.jit.load(str(path))
-        return evaluate(loaded, task.val, task.metric), None
+        return score(loaded, task), None
     torch.save(payload, path)
-    return evaluate(load_state_dict_artifact(path, task, plan=plan), task.val, task.metric), None
+    return score(load_state_dict_artifact(path, task, plan=plan), task), None
 
 
 def load_state_dict_artifact(path: str | Path, task: Task, *, plan: CompressionPlan | None = None) -> nn.Module:

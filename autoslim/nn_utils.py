@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -20,31 +20,46 @@ def model_device(model: nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def call_model(model: nn.Module, inputs: Any) -> torch.Tensor:
-    """Run ``model`` on a tensor, a tuple of tensors or a dict (Hugging Face style); return logits.
+def call_model(model: nn.Module, inputs: Any, *, output: str | None = None) -> torch.Tensor:
+    """Run ``model`` on a tensor, a tuple of tensors or a mapping (Hugging Face style); return its output tensor.
 
     Inputs are moved to the model's device when they live elsewhere (data stays on the CPU; a GPU worker's model
-    does not), so every technique and evaluation works on whichever device the model was put on.
+    does not), so every technique and evaluation works on whichever device the model was put on. The output is
+    :func:`select_output` of what the model returns (``output`` names a field of a ModelOutput or dict).
     """
     device = model_device(model)
     if _device_of(inputs) not in (None, device):
         inputs = to_device(inputs, device)
-    if isinstance(inputs, dict):
+    if isinstance(inputs, Mapping):
         out = model(**inputs)
     elif isinstance(inputs, (tuple, list)):
         out = model(*inputs)
     else:
         out = model(inputs)
-    # HF-style outputs carry logits in an attribute or first element.
-    if hasattr(out, "logits"):
-        out = out.logits
-    elif isinstance(out, (tuple, list)):
-        out = out[0]
+    return select_output(out, output)
+
+
+def select_output(out: Any, output: str | None = None) -> torch.Tensor:
+    """The tensor a metric and a distillation loss see: the field ``output`` of a ModelOutput / dict when given,
+    else HF-style ``logits``, else the first item of a tuple, list or mapping (``last_hidden_state`` of a bare
+    encoder), else the output itself."""
+    if output is not None:
+        if isinstance(out, Mapping) and output in out:
+            return out[output]
+        if hasattr(out, output):
+            return getattr(out, output)
+        raise KeyError(f"the model output has no field {output!r} (task.output)")
+    if hasattr(out, "logits") and isinstance(out.logits, torch.Tensor):
+        return out.logits
+    if isinstance(out, (tuple, list)):
+        return out[0]
+    if isinstance(out, Mapping):
+        return next(iter(out.values()))
     return out
 
 
 def batch_size_of(inputs: Any) -> int:
-    if isinstance(inputs, dict):
+    if isinstance(inputs, Mapping):
         return int(next(iter(inputs.values())).shape[0])
     if isinstance(inputs, (tuple, list)):
         return int(inputs[0].shape[0])
@@ -53,7 +68,7 @@ def batch_size_of(inputs: Any) -> int:
 
 def take(inputs: Any, index: torch.Tensor | slice) -> Any:
     """Index the batch dimension of a tensor / tuple / dict of tensors."""
-    if isinstance(inputs, dict):
+    if isinstance(inputs, Mapping):
         return {k: v[index] for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
         return type(inputs)(t[index] for t in inputs)
@@ -62,7 +77,7 @@ def take(inputs: Any, index: torch.Tensor | slice) -> Any:
 
 def to_device(inputs: Any, device: torch.device) -> Any:
     """A tensor / tuple / dict of tensors on ``device`` (non-tensor entries, e.g. flags, are left as they are)."""
-    if isinstance(inputs, dict):
+    if isinstance(inputs, Mapping):
         return {k: to_device(v, device) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
         return type(inputs)(to_device(t, device) for t in inputs)
@@ -73,7 +88,7 @@ def _device_of(inputs: Any) -> torch.device | None:
     """The device of the first tensor in ``inputs`` (None: no tensor in it)."""
     if isinstance(inputs, torch.Tensor):
         return inputs.device
-    values = inputs.values() if isinstance(inputs, dict) else inputs if isinstance(inputs, (tuple, list)) else ()
+    values = inputs.values() if isinstance(inputs, Mapping) else inputs if isinstance(inputs, (tuple, list)) else ()
     for v in values:
         found = _device_of(v)
         if found is not None:

@@ -28,8 +28,8 @@ from autoslim.cost import HardwareProfile, layer_stats
 from autoslim.cost.estimate import cost_from_stats
 from autoslim.cost.layers import other_param_count
 from autoslim.cost.measure import measure_latency_ms
-from autoslim.evaluate import evaluate
-from autoslim.nn_utils import take, to_device
+from autoslim.evaluate import NotFiniteError, score
+from autoslim.nn_utils import to_device
 from autoslim.plan import CompressionPlan, Step
 from autoslim.tasks import Task
 from autoslim.techniques import ApplyContext, InfeasibleError, StoppedEarly, get_technique
@@ -121,12 +121,15 @@ def build_model(
         # training and validation sets stay on the CPU and move a batch at a time (call_model).
         example_inputs=to_device(task.example_inputs, dev),
         teacher=teacher,
-        train_data=task.train,
+        train_data=task.train_data(),
         calibration_inputs=None if calibration is None else to_device(calibration, dev),
         seed=seed,
         cache=cache,
         device=dev,
         notes=notes if notes is not None else {},
+        output=task.output,
+        distill_loss=task.distill_loss,
+        teacher_cache_bytes=task.teacher_cache_mb * 1e6,
     )
     qat = next((s.config for s in plan.steps if s.technique == "quantize" and s.config.mode == "qat"), None)
     later: list[Step] = []  # the steps after the running one that a preview applies
@@ -205,16 +208,17 @@ def early_stop(
     accuracy it would without the check (measured once, at the end, on the full validation split). The rule models
     an accuracy-like metric in [0, 1]; a metric outside that range (a negative loss, PSNR) is not checked.
     """
-    inputs, targets = task.val
-    subset = (take(inputs, slice(0, EARLY_STOP_SAMPLES)), targets[:EARLY_STOP_SAMPLES])
     against = {p.name: fronts[p.name] for p in profiles if fronts and fronts.get(p.name)}
     dominance = bool(profiles) and len(against) == len(profiles)  # an empty front cannot dominate anything
-    if min_accuracy is None and not dominance:
-        return None
-    n = len(subset[1])
+    if (min_accuracy is None and not dominance) or task.evaluate is not None:
+        return None  # (a task's own evaluate() cannot score a subset)
+    try:
+        n = min(EARLY_STOP_SAMPLES, len(task.val_data()))
+    except TypeError:  # a loader that does not know its size: at least this many are scored (whole batches)
+        n = EARLY_STOP_SAMPLES
 
     def check(epoch: int, epochs: int, model: nn.Module) -> None:
-        acc = evaluate(model, subset, task.metric)
+        acc = score(model, task, max_samples=EARLY_STOP_SAMPLES)
         if not 0.0 <= acc <= 1.0:
             return
         optimistic = min(1.0, acc + 2.0 * math.sqrt(acc * (1.0 - acc) / n))  # two standard errors of the subset
@@ -262,7 +266,7 @@ def run_trial(
         model, _ = build_model(
             plan, task, seed=spec.seed, cache=cache, on_step=record, device=device, epoch_callback=stop, notes=notes
         )
-        result.accuracy = evaluate(model, task.val, task.metric)
+        result.accuracy = score(model, task)
         model = model.cpu()  # priced and timed on the CPU whatever it was built on (the cost model is a model)
         result.costs = price(model, task.example_inputs, spec.profiles)
         for p in spec.profiles:
@@ -274,6 +278,8 @@ def run_trial(
         result.status, result.reason = "infeasible", str(exc)
     except StoppedEarly as exc:
         result.status, result.reason = "pruned", str(exc)
+    except NotFiniteError as exc:  # NaN outputs or a NaN metric: never a score
+        result.status, result.reason = "failed", f"not finite: {exc}"
     except Exception as exc:  # failure is a result: the search goes on
         result.status = "failed"
         result.reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"

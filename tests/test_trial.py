@@ -108,7 +108,7 @@ def test_a_technique_that_throws_gives_failed(task, profiles, monkeypatch: pytes
 
 
 def test_a_failing_metric_gives_failed(task, profiles, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("autoslim.trial.evaluate", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr("autoslim.trial.score", lambda *a, **k: 1 / 0)
     result = run_trial(spec({}, profiles), task)
     assert result.status == "failed" and "ZeroDivisionError" in result.reason
 

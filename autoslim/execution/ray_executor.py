@@ -1,8 +1,11 @@
 """Run trials on a Ray cluster (or a local Ray instance): one actor per slot, each holding the task once.
 
-The driver loads the task, materialises the teacher and puts the whole task (weights and data) into the object
-store **once**; every actor receives it by reference at start-up and keeps it (and its teacher-logit cache) for
-all the trials it runs, so a trial costs one actor call (~0.1 s over inline), not a task load.
+An in-memory task (every split tensors): the driver materialises the teacher and puts the whole task (weights and
+data) into the object store **once**; every actor receives it by reference at start-up and keeps it (and its
+teacher-logit cache) for all the trials it runs, so a trial costs one actor call (~0.1 s over inline), not a task
+load. A task fed by DataLoaders is not pickled at all when it was named by reference (``module:attr``): each actor
+rebuilds it from that reference, as the process executor's workers do, so a dataset that streams from disk or
+does not pickle never crosses the wire (the module must then be importable on every node).
 
 A worker that dies mid-trial (killed, out of memory, node lost) is replaced by a fresh actor and its trial runs
 once more; a second death records the trial as failed with the reason, and the search goes on.
@@ -39,10 +42,14 @@ def import_ray() -> Any:
 class TrialWorker:
     """One Ray actor: the task, a per-process cache and a device, kept across trials."""
 
-    def __init__(self, task: Task, threads: int) -> None:
+    def __init__(self, task: Task | str, threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
+        if isinstance(task, str):  # a DataLoader task: rebuilt here from its reference, never pickled
+            from autoslim.tasks import load_task
+
+            task = load_task(task)
         self.task = task
         self.cache: dict[str, Any] = {}
         self.device = _assigned_device()
@@ -97,6 +104,7 @@ class RayExecutor:
         cpus_per_trial: float = 1.0,
         gpus_per_trial: float = 0.0,
         retries: int = 1,
+        task_ref: str | None = None,
     ) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves this machine
         if address is None:  # a local instance stays on loopback (read when Ray is first imported)
@@ -108,8 +116,11 @@ class RayExecutor:
         if self._owns_ray:
             _init_ray(ray, address, workers, cpus_per_trial)
         self.slots = workers or _slots_in_cluster(ray.cluster_resources(), cpus_per_trial, gpus_per_trial)
-        # The teacher goes in materialised: a factory that reads a local file would fail on another node.
-        self._task_ref = ray.put(dataclasses.replace(task, model=task.teacher()))
+        if task_ref is not None and not task.in_memory:
+            self._task_ref: Any = task_ref  # each actor loads it (see the module docstring)
+        else:  # the teacher goes in materialised: a factory that reads a local file would fail on another node
+            self._task_ref = ray.put(dataclasses.replace(task, model=task.teacher()))
+        self.ships = "reference" if isinstance(self._task_ref, str) else "object store"
         self._actor_cls = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_restarts=0)(TrialWorker)
         self._threads = max(1, int(cpus_per_trial))
         self._lock = threading.Lock()

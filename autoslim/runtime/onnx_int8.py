@@ -226,7 +226,28 @@ def predict_session(sess: Any, inputs: Any, *, batch_size: int = 1024) -> torch.
     return torch.cat([torch.from_numpy(sess.run(["logits"], feed)[0]) for feed in _feeds(inputs, batch_size)])
 
 
-def session_accuracy(sess: Any, data: tuple[Any, torch.Tensor], metric: Metric = accuracy) -> float:
+def session_accuracy(sess: Any, data: Any, metric: Metric = accuracy) -> float:
     """``metric`` of the onnxruntime session on an in-memory ``(inputs, targets)`` pair."""
     inputs, targets = data
     return metric(predict_session(sess, inputs), targets)
+
+
+class SessionModel(nn.Module):
+    """An onnxruntime session that looks like a model to :func:`autoslim.evaluate.score` (any data, any metric)."""
+
+    def __init__(self, sess: Any) -> None:
+        super().__init__()
+        self.sess = sess
+        self.names = [i.name for i in sess.get_inputs()]
+
+    def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+        tensors = [kwargs[n] for n in self.names] if kwargs else list(args)
+        feed = {n: t.detach().cpu().numpy() for n, t in zip(self.names, tensors, strict=True)}
+        return torch.from_numpy(self.sess.run(["logits"], feed)[0])
+
+
+def session_score(sess: Any, task: Task) -> float:
+    """The task's metric of the onnxruntime session on its validation split (DataLoaders and all)."""
+    from autoslim.evaluate import score
+
+    return score(SessionModel(sess), task)

@@ -267,7 +267,7 @@ def _make_executor(config: SearchConfig, task: Task) -> Executor:
     if kind == "ray":
         from autoslim.execution.ray_executor import RayExecutor  # Ray is optional: imported only when asked for
 
-        return RayExecutor(task, address=config.ray_address, workers=config.workers,
+        return RayExecutor(task, address=config.ray_address, workers=config.workers, task_ref=config.task,
                            cpus_per_trial=config.cpus_per_trial, gpus_per_trial=config.gpus_per_trial)  # fmt: skip
     raise ValueError(f"unknown executor {kind!r}: use inline, process or ray")
 

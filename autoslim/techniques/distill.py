@@ -1,14 +1,27 @@
 """``distill.kd``: recovery fine-tune with knowledge distillation from the uncompressed teacher.
 
-Loss = alpha * T^2 * KL(student_T || teacher_T) + (1 - alpha) * CE(student, labels). The teacher's logits
-on the training set are computed once per process and cached in ``ctx.cache`` (the teacher never changes).
+The loss is chosen by what the model outputs (``loss: auto``; the choice is recorded in the trial notes as
+``distill.kd.loss``), judged on the teacher's outputs on calibration inputs and the training targets:
+
+* ``kl`` — class logits with integer labels: alpha * T^2 * KL(student_T || teacher_T) + (1 - alpha) * CE(labels).
+  The class dimension is ``class_dim`` (default -1; 1 for 4-D outputs such as NCHW segmentation logits);
+* ``probs`` — outputs that are already distributions (non-negative, summing to 1): KL to the teacher's
+  distribution + NLL of the labels;
+* ``bce`` — per-unit probabilities (sigmoid outputs, multi-label, per-bin activations), values in [0, 1]: binary
+  cross-entropy to the teacher's activations (+ to float labels of the same shape);
+* ``cosine`` / ``mse`` — label-free outputs (embeddings: cosine when there are no targets; regression with float
+  targets: MSE), also forced with ``label_free_loss``; ``alpha`` and ``temperature`` then do not apply;
+* ``custom`` — the task's own ``distill_loss(student_out, teacher_out, batch)``.
+
+Hugging Face ``ModelOutput``s are read as their ``logits`` (or the task's ``output`` field); tuples as their first
+item. Length is ``epochs`` passes over the training data, or, with ``epoch_steps``, epochs of that many optimizer
+steps (cycling the data), so a trial's cost does not grow with the dataset. The teacher's outputs on in-memory
+training data are computed once per process and cached in ``ctx.cache`` when they fit
+``ctx.teacher_cache_bytes``; otherwise (and for DataLoaders) they are computed batch by batch.
 Unstructured-pruning masks and weight sharing are re-applied after every step so zeros stay zero.
 ``ctx.epoch_callback`` (when set) runs after every epoch but the last; it may stop a hopeless fine-tune by raising
 :class:`~autoslim.techniques.registry.StoppedEarly` (the search's early stop, see :mod:`autoslim.trial`).
-
-Label-free tasks (targets ``None`` or a float tensor: regression, embeddings, no class indices) match the
-teacher's outputs directly with ``label_free_loss`` (``mse`` or ``cosine``); ``alpha`` and ``temperature`` then do
-not apply. ``feature_weight`` > 0 adds intermediate-feature matching: the MSE between the outputs of student and
+``feature_weight`` > 0 adds intermediate-feature matching: the MSE between the outputs of student and
 teacher Conv/Linear layers of the same name whose output shapes agree (layers untouched by pruning), averaged over
 those layers; the last layer is left out (its output is the logits, matched already). Teacher features are
 recomputed per batch rather than cached: they would take far more memory than the logits.
@@ -25,7 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autoslim.nn_utils import batch_size_of, call_model, eval_forward, execution_order, iter_batches, weight_layers
+from autoslim.data import Batch, Data, TensorData, as_data, cycle
+from autoslim.nn_utils import call_model, eval_forward, execution_order, take, weight_layers
+from autoslim.techniques.distill_losses import KINDS, LossChoice, output_loss, pick_loss
 from autoslim.techniques.prune_unstructured import enforce_masks
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
 from autoslim.techniques.share import enforce_sharing
@@ -49,7 +64,11 @@ class KDConfig:
     schedule: Literal["cosine", "constant", "step"] = "cosine"  # a decaying LR recovers pruned models far better
     grad_clip: float | None = 5.0  # max global gradient norm; None: no clipping
     feature_weight: float = 0.0  # weight of the intermediate-feature MSE; 0 turns feature matching off
-    label_free_loss: Literal["mse", "cosine"] = "mse"  # output matching when the task has no class labels
+    # output matching when the task has no class labels; auto: cosine for vectors without targets, else mse
+    label_free_loss: Literal["auto", "mse", "cosine"] = "auto"
+    loss: Literal["auto", "kl", "probs", "bce", "mse", "cosine"] = "auto"  # auto: chosen by the outputs
+    class_dim: int | None = None  # the class dimension of the outputs; None: -1, or 1 for 4-D (NCHW) outputs
+    epoch_steps: int | None = None  # an epoch is this many optimizer steps (cycling the data); None: one pass
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -72,14 +91,12 @@ class KDConfig:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         if not self.feature_weight >= 0:
             raise ValueError(f"feature_weight must be >= 0, got {self.feature_weight}")
-        if self.label_free_loss not in ("mse", "cosine"):
-            raise ValueError(f"label_free_loss must be 'mse' or 'cosine', got {self.label_free_loss!r}")
-
-
-def _indexable(data: tuple[Any, torch.Tensor | None]) -> tuple[Any, torch.Tensor]:
-    """``data`` with placeholder targets when it has none, so batching code can slice it."""
-    inputs, targets = data
-    return (inputs, targets) if targets is not None else (inputs, torch.zeros(batch_size_of(inputs)))
+        if self.label_free_loss not in ("auto", "mse", "cosine"):
+            raise ValueError(f"label_free_loss must be 'auto', 'mse' or 'cosine', got {self.label_free_loss!r}")
+        if self.loss not in KINDS:
+            raise ValueError(f"loss must be one of {KINDS}, got {self.loss!r}")
+        if self.epoch_steps is not None and self.epoch_steps < 1:
+            raise ValueError(f"epoch_steps must be >= 1 or None, got {self.epoch_steps}")
 
 
 def is_label_free(targets: torch.Tensor | None) -> bool:
@@ -87,17 +104,70 @@ def is_label_free(targets: torch.Tensor | None) -> bool:
     return targets is None or targets.is_floating_point()
 
 
+def train_split(ctx: ApplyContext) -> Data:
+    return ctx.train_data if isinstance(ctx.train_data, Data) else as_data(ctx.train_data)
+
+
 def teacher_logits(ctx: ApplyContext) -> torch.Tensor:
-    """The teacher's outputs on the whole training set, on the teacher's device, cached per process."""
+    """The teacher's outputs on the whole in-memory training split, on the teacher's device, cached per process."""
     cached = ctx.cache.get("teacher_logits")
     if cached is None:
         assert ctx.teacher is not None
+        data = train_split(ctx)
+        assert isinstance(data, TensorData)
         ctx.teacher.eval()
         with torch.no_grad():
-            batches = iter_batches(_indexable(ctx.train_data), 1024)
-            cached = torch.cat([call_model(ctx.teacher, x) for x, _, _ in batches])
+            cached = torch.cat(
+                [call_model(ctx.teacher, b.inputs, output=ctx.output) for b in data.batches(batch_size=1024)]
+            )
         ctx.cache["teacher_logits"] = cached
     return cached
+
+
+class _TeacherOutputs:
+    """The teacher's outputs for a training batch: from the per-process cache when the split is in memory and
+    its outputs fit ``ctx.teacher_cache_bytes``, else computed for the batch."""
+
+    def __init__(self, ctx: ApplyContext, data: Data, probe: torch.Tensor) -> None:
+        assert ctx.teacher is not None
+        self.teacher, self.output = ctx.teacher, ctx.output
+        fits = isinstance(data, TensorData) and probe[:1].numel() * probe.element_size() * len(data) <= float(
+            ctx.teacher_cache_bytes
+        )
+        self.cached = teacher_logits(ctx) if fits or "teacher_logits" in ctx.cache else None
+
+    def __call__(self, batch: Batch, device: torch.device) -> torch.Tensor:
+        if self.cached is not None and batch.index is not None:
+            return self.cached[batch.index.to(self.cached.device)].to(device)
+        with torch.no_grad():
+            return call_model(self.teacher, batch.inputs, output=self.output).to(device)
+
+
+def choose_loss(config: KDConfig, ctx: ApplyContext, data: Data) -> tuple[LossChoice, torch.Tensor]:
+    """The loss for this task (see the module) and the teacher's outputs it was judged on; cached per process
+    (the teacher and the data do not change between trials)."""
+    key = f"kd_loss:{config.loss}:{config.label_free_loss}:{config.class_dim}:{ctx.distill_loss is not None}"
+    if key not in ctx.cache:
+        ctx.cache[key] = _choose_loss(config, ctx, data)
+    return ctx.cache[key]
+
+
+def _choose_loss(config: KDConfig, ctx: ApplyContext, data: Data) -> tuple[LossChoice, torch.Tensor]:
+    assert ctx.teacher is not None
+    probe_inputs = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
+    probe_inputs = take(probe_inputs, slice(0, 64))
+    probe = eval_forward(ctx.teacher, probe_inputs) if ctx.output is None else None
+    if probe is None:
+        with torch.no_grad():
+            probe = call_model(ctx.teacher.eval(), probe_inputs, output=ctx.output)
+    first = next(data.batches(), None)
+    if first is None:
+        raise InfeasibleError("distill.kd: the training data yielded no batch")
+    choice = pick_loss(
+        probe.detach(), first.targets, requested=config.loss, label_free=config.label_free_loss,
+        class_dim=config.class_dim, custom=ctx.distill_loss is not None,
+    )  # fmt: skip
+    return choice, probe
 
 
 def removed_fraction(model: nn.Module, teacher: nn.Module) -> float:
@@ -167,21 +237,15 @@ def _output_shapes(model: nn.Module, layers: Mapping[str, nn.Module], inputs: An
     return shapes
 
 
-def _output_loss(
-    logits: torch.Tensor, teacher_out: torch.Tensor, y: torch.Tensor, config: KDConfig, label_free: bool
-) -> torch.Tensor:
-    if label_free:
-        if config.label_free_loss == "cosine":
-            return 1.0 - F.cosine_similarity(logits.flatten(1), teacher_out.flatten(1), dim=1).mean()
-        return F.mse_loss(logits, teacher_out)
-    t = config.temperature
-    soft = F.kl_div(
-        F.log_softmax(logits / t, dim=-1),
-        F.log_softmax(teacher_out / t, dim=-1),
-        reduction="batchmean",
-        log_target=True,
-    )
-    return config.alpha * t * t * soft + (1.0 - config.alpha) * F.cross_entropy(logits, y)
+def _epoch_batches(data: Data, config: KDConfig, gen: torch.Generator) -> tuple[Any, int]:
+    """(an epoch -> its batches, optimizer steps per epoch)."""
+    if config.epoch_steps is not None:
+        stream = cycle(data, shuffle=True, generator=gen, batch_size=config.batch_size)
+        return (lambda: (next(stream) for _ in range(config.epoch_steps or 0))), config.epoch_steps
+    steps = data.num_batches(config.batch_size)
+    if steps is None:  # a loader that cannot tell its length: count one pass
+        steps = sum(1 for _ in data.batches())
+    return (lambda: data.batches(shuffle=True, generator=gen, batch_size=config.batch_size)), steps
 
 
 @register("distill.kd", KDConfig, order=60)
@@ -193,18 +257,24 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
     epochs = config.epochs + math.floor(config.epochs_per_removed * removed + 0.5)  # half rounds up: 4 x 62.5% -> 3
     if epochs == 0:
         return model
-    label_free = is_label_free(ctx.train_data[1])
-    data = _indexable(ctx.train_data)
-    soft_targets = teacher_logits(ctx)
+    data = train_split(ctx)
+    choice, probe = choose_loss(config, ctx, data)
+    label_free = choice.kind in ("mse", "cosine")
+    teacher_out = _TeacherOutputs(ctx, data, probe)
     params = [p for p in model.parameters() if p.requires_grad]
     opt: torch.optim.Optimizer
     if config.optimizer == "adam":
         opt = torch.optim.Adam(params, lr=config.lr)
     else:
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True)
-    n = batch_size_of(data[0])
-    sched = _scheduler(opt, config.schedule, epochs * math.ceil(n / config.batch_size))
-    note: dict[str, Any] = {"label_free": label_free, "epochs_run": epochs, "removed": round(removed, 4)}
+    gen = torch.Generator().manual_seed(ctx.seed)
+    epoch_batches, steps_per_epoch = _epoch_batches(data, config, gen)
+    sched = _scheduler(opt, config.schedule, epochs * steps_per_epoch)
+    note: dict[str, Any] = {
+        "label_free": label_free, "loss": choice.describe(), "epochs_run": epochs, "removed": round(removed, 4),
+        "steps_per_epoch": steps_per_epoch,
+        "teacher_outputs": "cached" if teacher_out.cached is not None else "per batch",
+    }  # fmt: skip
     ctx.notes["distill.kd"] = note  # recorded up front: a fine-tune stopped early keeps it too
     features = _FeatureMatch(model, teacher, ctx.example_inputs) if config.feature_weight > 0 else None
     if features is not None:
@@ -212,19 +282,22 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
         if not features.names:
             features.remove()
             features = None
-    gen = torch.Generator().manual_seed(ctx.seed)
     model.train()
     teacher.eval()
     loss = torch.tensor(0.0)
     try:
         for _epoch in range(epochs):
-            for x, y, idx in iter_batches(data, config.batch_size, shuffle=True, generator=gen):
-                logits = call_model(model, x)  # moves the batch to the model's device (a GPU worker's)
-                target = soft_targets[idx.to(soft_targets.device)].to(logits.device)
-                loss = _output_loss(logits, target, y.to(logits.device), config, label_free)
+            for batch in epoch_batches():
+                out = call_model(model, batch.inputs, output=ctx.output)  # moves the batch to the model's device
+                target = teacher_out(batch, out.device)
+                if ctx.distill_loss is not None:
+                    loss = ctx.distill_loss(out, target, batch.raw)
+                else:
+                    y = batch.targets.to(out.device) if isinstance(batch.targets, torch.Tensor) else batch.targets
+                    loss = output_loss(choice, out, target, y, temperature=config.temperature, alpha=config.alpha)
                 if features is not None:
                     with torch.no_grad():
-                        call_model(teacher, x)  # fills the teacher's side of the feature hooks
+                        call_model(teacher, batch.inputs)  # fills the teacher's side of the feature hooks
                     loss = loss + config.feature_weight * features.loss()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -41,7 +41,7 @@ class ApplyContext:
 
     example_inputs: Any
     teacher: nn.Module | None = None
-    train_data: Any = None  # an in-memory (inputs, targets) pair
+    train_data: Any = None  # the training split: an autoslim.data.Data (an (inputs, targets) pair is wrapped)
     calibration_inputs: Any = None  # a batch of inputs for statistics (activation ranges, block importance)
     seed: int = 0
     # Where the model and teacher live (a GPU worker's cuda:0); example and calibration inputs are already there,
@@ -52,6 +52,10 @@ class ApplyContext:
     # Called by fine-tunes after each epoch as ``epoch_callback(epoch, epochs, model)`` (epoch counts from 1); it
     # may raise StoppedEarly. The model is in train mode; the callback must leave its weights and buffers alone.
     epoch_callback: Callable[[int, int, nn.Module], None] | None = None
+    output: str | None = None  # the task's output field (a ModelOutput's logits by default)
+    # The task's own distillation loss, (student_out, teacher_out, batch) -> loss; None: chosen by the output.
+    distill_loss: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor] | None = None
+    teacher_cache_bytes: float = 256e6  # teacher outputs on in-memory training data are cached below this size
 
 
 ApplyFn = Callable[[nn.Module, Any, ApplyContext], nn.Module]

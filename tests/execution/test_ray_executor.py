@@ -212,3 +212,21 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'autoslim\[ray\]'"):
         import_ray()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("repo_root_on_path")
+def test_a_dataloader_task_reaches_ray_actors_by_reference_not_by_pickle(cluster: str) -> None:
+    from tests.loader_task import loader_task  # its dataset raises when pickled
+
+    ref = "tests.loader_task:loader_task"
+    plan = CompressionPlan.from_params({"prune.unstructured": {"amount": 0.5}, "distill.kd": {"epochs": 1}})
+    spec = TrialSpec(plan.to_dict(), tuple(get_profile(p) for p in TINY_PROFILES))
+    executor = RayExecutor(loader_task(), address=cluster, workers=1, task_ref=ref)
+    try:
+        assert executor.ships == "reference"
+        result = executor.submit(spec).result(timeout=120)
+    finally:
+        executor.close()
+    assert result.status == "ok", result.reason
+    assert result.notes["distill.kd"]["loss"].startswith("custom")
