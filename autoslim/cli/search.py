@@ -47,6 +47,9 @@ def search(
     early_stop: Annotated[
         bool, typer.Option(help="Stop fine-tunes that cannot meet the constraints or enter any front.")
     ] = True,
+    preflight: Annotated[
+        bool, typer.Option(help="First try each technique on the teacher; search only what applies (new study).")
+    ] = True,
 ) -> None:
     """Search compression plans; write trials.csv and pareto_<profile>.csv/.png under RESULTS/<study>/."""
     console = Console()
@@ -58,7 +61,7 @@ def search(
                               seed=seed, workers=workers, timeout_s=timeout, sampler=sampler,
                               warm_start=warm_start, executor=executor, ray_address=ray_address,
                               cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                              early_stop=early_stop)  # fmt: skip
+                              early_stop=early_stop, preflight=preflight)  # fmt: skip
         with progress_reporter(console, budget) as report:
             outcome = run_search(config, on_progress=report)
     except (SpaceError, ProfileError, StudyMismatchError, ValueError, ImportError) as exc:

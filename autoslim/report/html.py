@@ -48,6 +48,9 @@ def build_html(results: StudyResults) -> str:
         parts.append(_table(bad[["trial", "status", "plan", "reason"]]))
     else:
         parts.append("<p>None.</p>")
+    preflight = results.study.user_attrs.get("preflight") or {}
+    if preflight.get("table"):  # autoslim.search.preflight: each technique tried once on the teacher first
+        parts += ["<h2>Preflight: each technique tried on the teacher</h2>", _table(pd.DataFrame(preflight["table"]))]
     constraints = results.study.user_attrs.get("constraints", {})
     parts += ["<h2>Settings</h2>", f"<pre>{html.escape(json.dumps(settings, indent=2))}</pre>",
               f"<pre>constraints: {html.escape(json.dumps(constraints, indent=2))}</pre>"]  # fmt: skip

@@ -28,6 +28,7 @@ from autoslim.report import trials_frame, write_report
 from autoslim.report.frame import front_frame
 from autoslim.report.html import write_html
 from autoslim.report.results import open_results
+from autoslim.search.preflight import study_preflight
 from autoslim.search.space import Constraints, SearchSpace
 from autoslim.search.study import (
     INTERRUPTED,
@@ -59,6 +60,7 @@ class SearchConfig:
     ray_address: str | None = None  # an existing Ray cluster (HEAD:6379); None with executor="ray": a local instance
     cpus_per_trial: float = 1.0  # torch threads per trial (process, ray) and the CPUs Ray reserves for it
     gpus_per_trial: float = 0.0  # GPUs Ray reserves per trial (ray only)
+    preflight: bool = True  # try each technique on the teacher first; search only what applies (a new study only)
 
     @property
     def folder(self) -> Path:
@@ -99,7 +101,9 @@ def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, res
     if result.status == "ok":
         values = [result.accuracy] + [result.costs[p.name][p.objective] for p in profiles]
         study.tell(trial, values)
-    elif result.status == "pruned":  # stopped early: TPE counts it among the bad trials, unlike a failed one
+    elif result.status in ("pruned", "infeasible"):
+        # Stopped early, or a plan step the model cannot take: told as PRUNED, TPE counts it among the bad trials
+        # and samples that region less (a FAIL it ignores). The user attr "status" still says which it was.
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -164,7 +168,13 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
             "toward the budget, and interrupted recipes run again"
         )
     fresh = not study.get_trials(deepcopy=False)
-    _enqueue_baseline_and_recipes(study, config.space)
+    # Before trial 1: the techniques that cannot apply leave the space, ranges narrow to what applies (stored with
+    # the study, so a resumed run searches the same space).
+    space, pre, pre_notes = study_preflight(study, task, config.space, profiles, enabled=config.preflight, fresh=fresh)
+    notes += pre_notes
+    if pre is not None:
+        pre.frame().to_csv(config.folder / "preflight.csv", index=False)
+    _enqueue_baseline_and_recipes(study, space)
     if fresh and config.warm_start is not None:
         n = _enqueue_warm_start(study, config.warm_start)
         notes.append(f"warm start: {n} plan(s) from {config.warm_start} fronts queued after the baseline and recipes")
@@ -186,7 +196,7 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
             while not out_of_time and len(running) < executor.slots and done + len(running) < config.budget:
                 starting = study.ask()
                 try:
-                    plan = _plan_for(starting, config.space)
+                    plan = _plan_for(starting, space)
                 except (ValueError, TypeError) as exc:  # a sampled combination no config accepts
                     _record(study, starting, CompressionPlan(), TrialResult("infeasible", reason=str(exc)), profiles)
                     starting, done, ran = None, done + 1, ran + 1

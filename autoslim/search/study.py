@@ -82,7 +82,8 @@ def open_study(
 
 
 def finished_count(study: optuna.Study) -> int:
-    """Trials that ran to a result (ok, infeasible or failed); interrupted ones do not count."""
+    """Trials that ran to a result (ok, infeasible, failed or stopped early), by their ``status`` user attr, not
+    Optuna's state (infeasible and stopped-early trials are both told as PRUNED); interrupted ones do not count."""
     return sum(
         1
         for t in study.get_trials(deepcopy=False)

@@ -20,6 +20,11 @@ from tests.conftest import TINY_PROFILES, TINY_SPACE, TINY_TASK, write_space
 pytestmark = pytest.mark.usefixtures("repo_root_on_path")
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOSLIM_CACHE", str(tmp_path / "cache"))  # preflight results are cached there
+
+
 def config(tmp_path: Path, space_file: Path, budget: int, **kw) -> SearchConfig:
     return SearchConfig(
         space=load_space(space_file), profiles=[get_profile(p) for p in kw.pop("profiles", TINY_PROFILES)],
@@ -134,13 +139,16 @@ def test_infeasible_trials_are_recorded_and_the_search_goes_on(tmp_path: Path) -
         tmp_path / "cut.yaml",
         {"name": "cut", "techniques": {"cut.blocks": {"when": "always", "params": {"n_blocks": 99}}}},
     )
-    outcome = run_search(config(tmp_path, space, 3))
+    outcome = run_search(config(tmp_path, space, 3, preflight=False))  # preflight would take cut.blocks out
     df = outcome.trials
     assert df["status"].tolist() == ["ok", "infeasible", "infeasible"]
     assert df["reason"].iloc[1:].str.contains("removable").all()
     assert df["accuracy"].iloc[1:].isna().all()
     study = load(tmp_path)
-    assert [t.state for t in study.trials[1:]] == [optuna.trial.TrialState.FAIL] * 2
+    # told as PRUNED, so TPE counts them among the bad trials (it ignores FAIL); still "infeasible" for autoslim
+    assert [t.state for t in study.trials[1:]] == [optuna.trial.TrialState.PRUNED] * 2
+    assert [t.user_attrs["status"] for t in study.trials[1:]] == ["infeasible"] * 2
+    assert finished_count(study) == 3
     for p in TINY_PROFILES:
         assert outcome.fronts[p]["trial"].tolist() == [0]
 
@@ -156,6 +164,7 @@ def test_a_sampled_plan_no_config_accepts_is_infeasible(
     assert df["status"].tolist() == ["ok", "ok", "infeasible"]
     assert df["reason"].iloc[2:].str.contains("weight_bits").all()
     assert finished_count(load(tmp_path)) == 3
+    assert load(tmp_path).trials[2].state == optuna.trial.TrialState.PRUNED
 
 
 def test_timeout_stops_starting_trials_and_the_queue_survives(tmp_path: Path, space_file: Path) -> None:
