@@ -10,7 +10,7 @@ from torch import nn
 
 from autoslim.cost import estimate_cost
 from autoslim.techniques import ApplyContext, InfeasibleError, get_technique
-from autoslim.techniques.cut import CutBlocksConfig, removable_blocks
+from autoslim.techniques.cut import CropSkip, CutBlocksConfig, removable_blocks
 from tests.conftest import apply, inputs_for, make_ctx, make_model, n_params, same_state
 
 
@@ -111,6 +111,85 @@ def test_cut_blocks_in_a_module_list() -> None:
     assert len(removed) == 2 and all(n.startswith("blocks.") for n in removed)
     assert sum(isinstance(b, nn.Identity) for b in out.blocks) == 2
     assert out(x).shape == (16, 2)
+
+
+class _Residual(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.relu(self.fc(x))
+
+
+def test_a_module_holding_most_parameters_is_no_block() -> None:
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Linear(4, 16)
+            self.trunk = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), _Residual(16))  # most of the model
+            self.head = nn.Linear(16, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.trunk(self.stem(x)))
+
+    torch.manual_seed(0)
+    # Were the trunk a block it would be offered whole (it holds one block); as it is the model, what it holds is.
+    assert set(removable_blocks(Wrapped().eval(), torch.randn(8, 4))) == {"trunk.0", "trunk.2"}
+
+
+def test_a_module_called_twice_is_no_block() -> None:
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.head = nn.Linear(4, 8), nn.Linear(8, 2)
+            self.once, self.twice = nn.Linear(8, 8), nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.twice(self.twice(self.once(self.stem(x)))))
+
+    torch.manual_seed(0)
+    assert set(removable_blocks(Shared().eval(), torch.randn(8, 4))) == {"once"}
+
+
+def test_a_stage_offers_its_blocks_and_a_block_is_not_split() -> None:
+    class Staged(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Linear(4, 16)
+            self.stage = nn.Sequential(_Residual(16), _Residual(16), _Residual(16))
+            self.lonely = nn.Sequential(_Residual(16))  # holds one block: kept whole
+            self.head = nn.Linear(16, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.lonely(self.stage(self.stem(x))))
+
+    torch.manual_seed(0)
+    assert set(removable_blocks(Staged().eval(), torch.randn(8, 4))) == {"stage.0", "stage.1", "stage.2", "lonely"}
+
+
+def test_a_conv_on_input_padded_outside_it_is_cut_to_a_crop() -> None:
+    class PadThenConv(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv1d(1, 4, 3, padding=1)
+            self.valid = nn.Conv1d(4, 4, 5)  # called on F.pad(x, (2, 2)): back to the length it was given
+            self.strided = nn.Conv1d(4, 4, 3, stride=2)  # shorter output from its stride: no border to crop
+            self.head = nn.Linear(4 * 9, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.valid(torch.nn.functional.pad(torch.relu(self.stem(x)), (2, 2)))
+            return self.head(self.strided(torch.relu(x)).flatten(1))
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 1, 20)
+    ctx = ApplyContext(example_inputs=x[:2], calibration_inputs=x)
+    out = apply("cut.blocks", PadThenConv().eval(), ctx, n_blocks=1)
+    assert ctx.notes["cut.blocks"]["removed"] == ["valid"]
+    assert isinstance(out.valid, CropSkip) and out.valid.trim == (4,)
+    assert out(x).shape == (8, 2)
+    padded = torch.nn.functional.pad(x, (2, 2))
+    assert torch.equal(out.valid(padded), x)  # the centre tap's input: the unpadded signal
 
 
 def test_cut_is_deterministic() -> None:
