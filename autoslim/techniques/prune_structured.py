@@ -7,7 +7,22 @@ through :func:`autoslim.nn_utils.call_model`. Attention: ``nn.MultiheadAttention
 every head; Hugging Face BERT-style self-attention loses whole heads (``head_ratio`` of them). A 1-layer
 unidirectional LSTM loses hidden units; GRU / RNN / stacked LSTMs are infeasible.
 
-Time limit: tracing and pruning run in a worker thread on a copy of the model; if it takes longer than
+Hugging Face models (a ``config`` with ``hidden_size``) never lose hidden size: the residual stream (embeddings,
+``attention.output.dense``, ``output.dense``, LayerNorms, pooler) keeps its width, because the config holds one
+hidden size for every layer. They lose whole attention heads and FFN neurons (``intermediate.dense`` outputs),
+ranked within each layer (``global_pruning`` is ignored, so every layer keeps the same counts), and the config's
+``num_attention_heads`` / ``intermediate_size`` are updated so the model still runs and exports. transformers 5
+has no ``pruned_heads`` any more and derives a head's size as ``hidden_size / num_attention_heads``, so
+``from_pretrained`` cannot rebuild a model that lost heads (size mismatch in q/k/v); one that lost only FFN
+neurons (``head_ratio=0``) saves and loads like any other.
+
+Pinned widths: a forward may reshape by a width written in code (``x.view(-1, 64 * 4 * 4)``,
+``reshape(-1, self.in_features)``), which torch-pruning cannot see. When the straight prune leaves a model that
+fails or changes its output shape, each prunable group of the dependency graph is probed by removing the fewest
+channels it allows; the groups that break the forward keep their full width (``notes["pinned"]``: layer name ->
+why) and the model is pruned again without them. The probe only runs after such a failure.
+
+Time limit: tracing, pruning and any probing run in a worker thread on a copy of the model; if it takes longer than
 ``timeout_s`` the trial becomes infeasible. CPython cannot kill a thread, so the worker runs on to completion in
 the background (a daemon thread: it never holds up interpreter exit) and its result is discarded; the caller's
 model is never touched by it.
@@ -17,7 +32,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -30,7 +45,10 @@ from autoslim.techniques._tp_support import (
     LSTMHiddenPruner,
     head_groups,
     hf_attention_modules,
+    hf_hidden_size,
+    hf_residual_layers,
     lstm_problem,
+    update_hf_config,
     update_hf_head_counts,
 )
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
@@ -91,16 +109,35 @@ def _taylor_batch(model: nn.Module, ctx: ApplyContext) -> tuple[Any, torch.Tenso
     return data, labels
 
 
-def _prune(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, output_layer: nn.Module) -> nn.Module:
-    """Trace, rank and prune ``model`` in place; the body of the worker thread."""
+@dataclass
+class _Outcome:
+    """What the worker thread hands back: the pruned model and what the caller records in ``ctx.notes``."""
+
+    model: nn.Module
+    pinned: dict[str, str] = field(default_factory=dict)  # layer (or parameter) name -> why it kept its width
+    config_disagrees: dict[str, list[int]] = field(default_factory=dict)  # HF config field -> per-layer values
+
+
+def _named(model: nn.Module, names: list[str]) -> list[nn.Module]:
+    """The modules called ``names`` (names of unwrapped parameters, recorded as pinned, are skipped)."""
+    modules = dict(model.named_modules())
+    return [modules[n] for n in names if n in modules]
+
+
+def _make_pruner(
+    model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, keep: list[str]
+) -> tp.pruner.BasePruner:
+    """torch-pruning's pruner for ``model`` (this traces the dependency graph); layers named in ``keep`` and the
+    residual stream of a HF model keep their width."""
     num_heads, mha_groups = head_groups(model)
-    pruner = tp.pruner.BasePruner(
+    return tp.pruner.BasePruner(
         model,
         ctx.example_inputs,
         importance=_importance(config.importance),
         pruning_ratio=config.ratio,
-        global_pruning=config.global_pruning,
-        ignored_layers=[output_layer],  # the output layer keeps its width: output shape is part of the contract
+        # HF: the config has one head count and FFN width for all layers, so rank within each layer.
+        global_pruning=config.global_pruning and hf_hidden_size(model) is None,
+        ignored_layers=[*_named(model, keep), *hf_residual_layers(model, num_heads)],
         round_to=config.round_to,
         forward_fn=_forward,
         # Fresh dicts every call: torch-pruning updates its (mutable default) group dicts in place.
@@ -109,9 +146,18 @@ def _prune(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, o
         num_heads=num_heads,
         prune_num_heads=bool(num_heads),
         prune_head_dims=not num_heads,  # HF attention: drop whole heads, keep each head's width
-        head_pruning_ratio=config.ratio if config.head_ratio is None else config.head_ratio,
+        head_pruning_ratio=_head_ratio(config),
         customized_pruners={nn.LSTM: LSTMHiddenPruner()},
     )
+
+
+def _head_ratio(config: StructuredPruneConfig) -> float:
+    return config.ratio if config.head_ratio is None else config.head_ratio
+
+
+def _prune(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, keep: list[str]) -> _Outcome:
+    """Trace, rank and prune ``model`` in place, the layers named in ``keep`` at full width."""
+    pruner = _make_pruner(model, config, ctx, keep)
     if config.importance == "taylor":
         inputs, labels = _taylor_batch(model, ctx)
         was_training = model.training
@@ -122,20 +168,149 @@ def _prune(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, o
     pruner.step()
     model.zero_grad(set_to_none=True)  # taylor gradients must not leak into a later fine-tune
     update_hf_head_counts(model, pruner.num_heads)
-    return model
+    return _Outcome(model, config_disagrees=update_hf_config(model))
+
+
+def _problem(model: nn.Module, ctx: ApplyContext, expected: torch.Size) -> str | None:
+    """Why ``model`` breaks the contract on the example inputs (it fails, or its output shape changed), or None."""
+    try:
+        got = output_shape(model, ctx.example_inputs)
+    except Exception as exc:
+        return f"the pruned model no longer runs: {exc!r}"
+    if got != expected:
+        return f"pruning changed the output shape {tuple(expected)} -> {tuple(got)}"
+    return None
+
+
+def _probe_indices(pruner: tp.pruner.BasePruner, group: Any, config: StructuredPruneConfig) -> list[int] | None:
+    """The fewest channels of ``group`` that torch-pruning could remove (None: it never prunes this group).
+
+    Attention heads go whole; grouped channels (group convs, per-head dims of nn.MultiheadAttention) go one per
+    group, as torch-pruning removes them; ``round_to`` must leave a multiple of it."""
+    dg = pruner.DG
+    outs = [dep.target.module for dep, _ in group if dg.is_out_channel_pruning_fn(dep.handler)]
+    channels = dg.get_out_channels(group[0].dep.target.module)  # get_all_groups roots on output channels
+    heads = [pruner.num_heads[m] for m in outs if m in pruner.num_heads]
+    if heads:
+        if _head_ratio(config) == 0.0:
+            return None
+        size = channels // max(heads)
+        return list(range(channels - size, channels))
+    ch_groups = max([pruner.out_channel_groups.get(m, 1) for m in outs] + [1])
+    size = channels // ch_groups
+    for k in range(1, size):
+        if config.round_to is None or (channels - k * ch_groups) % config.round_to == 0:
+            return sorted(j * size + size - 1 - i for j in range(ch_groups) for i in range(k))
+    return None
+
+
+def _group_members(pruner: tp.pruner.BasePruner, group: Any, model: nn.Module) -> list[str]:
+    """Names of the layers (and unwrapped parameters) whose output width ``group`` prunes, root first."""
+    names = {m: n for n, m in model.named_modules()} | {p: n for n, p in model.named_parameters()}
+    outs = (dep.target.module for dep, _ in group if pruner.DG.is_out_channel_pruning_fn(dep.handler))
+    return list(dict.fromkeys(names[m] for m in outs if m in names))
+
+
+def _probe(
+    pruner: tp.pruner.BasePruner, group: Any, idxs: list[int], ctx: ApplyContext, expected: torch.Size
+) -> str | None:
+    """Remove channels ``idxs`` of ``group`` from the pruner's model; why the model then breaks, or None."""
+    root = group[0].dep
+    try:
+        # Prune on the group's own root with a smaller index set: torch-pruning maps it to every member.
+        pruner.DG.get_pruning_group(root.target.module, root.handler, idxs).prune()
+    except Exception as exc:  # a group torch-pruning cannot cut is as pinned as one the forward cannot take
+        return f"torch-pruning could not prune it: {exc!r}"
+    return _problem(pruner.model, ctx, expected)
+
+
+def _probe_groups(
+    pruner: tp.pruner.BasePruner,
+    config: StructuredPruneConfig,
+    ctx: ApplyContext,
+    expected: torch.Size,
+    probed: set[str],
+) -> tuple[dict[str, str] | None, bool]:
+    """Prune each group not yet ``probed`` (names of its members) a little, on the pruner's model in place.
+
+    Returns the members of the first group that breaks the forward, with why (the model is then broken), and
+    whether any group is left to probe after it; ``(None, False)`` when every group passed. Each successful
+    probe leaves a valid, smaller model to go on probing."""
+    model = pruner.model
+    # Listed before anything is pruned: a group's members come from the intact graph.
+    groups = pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types)
+    todo = [(g, members) for g in groups if (members := _group_members(pruner, g, model)) and members[0] not in probed]
+    # torch-pruning lists groups from the output backwards. Pinned widths mostly sit just before the output (a
+    # flatten into the classifier), so probing from the input end finds them last, with nothing left to retrace for.
+    todo.reverse()
+    for i, (group, members) in enumerate(todo):
+        probed.update(members)
+        idxs = _probe_indices(pruner, group, config)
+        if idxs is None:
+            continue
+        problem = _probe(pruner, group, idxs, ctx, expected)
+        if problem is not None:
+            return dict.fromkeys(members, f"removing {len(idxs)} of its channels: {problem}"), i + 1 < len(todo)
+    return None, False
+
+
+def _find_pinned(
+    model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, keep: list[str], expected: torch.Size
+) -> dict[str, str]:
+    """Layers of ``model`` whose output width the forward pins (member name -> why), found by probing each group.
+
+    A failed probe leaves its copy broken, so the graph is traced again on a fresh copy, with the pinned groups
+    ignored and the groups already probed skipped, only while groups are left to probe: at most one trace per
+    pinned group (one in all when the last group probed is the only pinned one, as a flatten before the
+    classifier makes it)."""
+    pinned: dict[str, str] = {}
+    probed: set[str] = set()
+    more = True
+    while more:
+        pruner = _make_pruner(copy.deepcopy(model), config, ctx, [*keep, *pinned])
+        broken, more = _probe_groups(pruner, config, ctx, expected, probed)
+        pinned.update(broken or {})
+    return pinned
+
+
+def _prune_checked(
+    model: nn.Module,
+    work: nn.Module,
+    config: StructuredPruneConfig,
+    ctx: ApplyContext,
+    keep: list[str],
+    expected: torch.Size,
+) -> _Outcome:
+    """Prune ``work`` (a copy of ``model``); if the result breaks the forward, find the pinned layers on fresh
+    copies of ``model`` and prune once more with them kept. The body of the worker thread."""
+    outcome = _prune(work, config, ctx, keep)
+    problem = _problem(outcome.model, ctx, expected)
+    if problem is None:
+        return outcome
+    pinned = _find_pinned(model, config, ctx, keep, expected)
+    if not pinned:  # every group prunes fine alone: their combination breaks, which probing cannot untangle
+        raise InfeasibleError(f"prune.structured: {problem}")
+    outcome = _prune(copy.deepcopy(model), config, ctx, [*keep, *pinned])
+    problem = _problem(outcome.model, ctx, expected)
+    if problem is not None:
+        raise InfeasibleError(f"prune.structured: {problem} (even with {', '.join(pinned)} at full width)")
+    outcome.pinned = pinned
+    return outcome
 
 
 def _prune_within(
-    model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, output_layer: nn.Module
-) -> nn.Module:
-    """:func:`_prune` on a copy of ``model`` in a daemon thread, given up after ``config.timeout_s``."""
+    model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, keep: list[str], expected: torch.Size
+) -> _Outcome:
+    """:func:`_prune_checked` in a daemon thread, given up after ``config.timeout_s``.
+
+    The first copy is made here, before the thread starts; the probe's copies are made by the worker, which
+    only reads ``model`` (after a timeout the caller owns it again and the worker's result is discarded)."""
     work = copy.deepcopy(model)
-    work_output = dict(zip(model.modules(), work.modules(), strict=True))[output_layer]
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["model"] = _prune(work, config, ctx, work_output)
+            box["outcome"] = _prune_checked(model, work, config, ctx, keep, expected)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
@@ -149,7 +324,7 @@ def _prune_within(
         )
     if "error" in box:
         raise box["error"]
-    return box["model"]
+    return box["outcome"]
 
 
 @register("prune.structured", StructuredPruneConfig, order=20)
@@ -165,23 +340,25 @@ def apply(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) ->
     expected = output_shape(model, ctx.example_inputs)
     before = sum(p.numel() for p in model.parameters())
     heads_before = sum(int(m.num_attention_heads) for m in hf_attention_modules(model))
+    # The output layer keeps its width: the output shape is part of the contract.
+    output_layer = next(name for name, m in model.named_modules() if m is order[-1])
     try:
-        pruned = _prune_within(model, config, ctx, order[-1])
+        outcome = _prune_within(model, config, ctx, [output_layer], expected)
     except InfeasibleError:
         raise
     except Exception as exc:  # torch-pruning raises many types on graphs it cannot trace
         raise InfeasibleError(f"prune.structured: torch-pruning could not prune this graph: {exc!r}") from exc
-    try:
-        got = output_shape(pruned, ctx.example_inputs)
-    except Exception as exc:
-        raise InfeasibleError(f"prune.structured: the pruned model no longer runs: {exc!r}") from exc
-    if got != expected:
-        raise InfeasibleError(f"prune.structured: pruning changed the output shape {tuple(expected)} -> {tuple(got)}")
+    pruned = outcome.model
     after = sum(p.numel() for p in pruned.parameters())
     if after >= before:
         raise InfeasibleError("prune.structured: no channel could be removed (all layers coupled to the output)")
-    ctx.notes["prune.structured"] = {"params_before": before, "params_after": after}
+    notes: dict[str, Any] = {"params_before": before, "params_after": after}
+    if outcome.pinned:
+        notes["pinned"] = outcome.pinned
     heads_after = sum(int(m.num_attention_heads) for m in hf_attention_modules(pruned))
     if heads_after != heads_before:
-        ctx.notes["prune.structured"]["heads"] = {"before": heads_before, "after": heads_after}
+        notes["heads"] = {"before": heads_before, "after": heads_after}
+    if outcome.config_disagrees:
+        notes["config_disagrees"] = outcome.config_disagrees  # the config holds the first layer's values
+    ctx.notes["prune.structured"] = notes
     return pruned
