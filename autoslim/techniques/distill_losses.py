@@ -100,7 +100,7 @@ def output_loss(
         reduction="batchmean",
         log_target=True,
     )
-    soft = temperature * temperature * soft
     if labels is None:
-        return soft
-    return alpha * soft + (1.0 - alpha) * F.cross_entropy(s, labels, ignore_index=-100)
+        return temperature * temperature * soft
+    # This association order is the one earlier releases used: a trial rebuilds bit for bit across versions.
+    return alpha * temperature * temperature * soft + (1.0 - alpha) * F.cross_entropy(s, labels, ignore_index=-100)
