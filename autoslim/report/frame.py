@@ -38,6 +38,8 @@ def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd
             for f in COST_FIELDS:
                 row[f"{p.name}.{f}"] = costs.get(p.name, {}).get(f)
         row.update({f"param.{k}": v for k, v in t.params.items()})
+        # The distillation loss picked for this model's outputs (logits, sigmoid, embeddings, ...): see distill.kd.
+        row["kd_loss"] = (a.get("notes") or {}).get("distill.kd", {}).get("loss", "")
         row["reason"] = a.get("reason", "")
         row["plan_json"] = json.dumps(a.get("plan", {}), sort_keys=True)
         rows.append(row)

@@ -48,6 +48,9 @@ def build_html(results: StudyResults) -> str:
         parts.append(_table(bad[["trial", "status", "plan", "reason"]]))
     else:
         parts.append("<p>None.</p>")
+    losses = sorted({x for x in df.get("kd_loss", pd.Series(dtype=str)).fillna("") if x}) if len(df) else []
+    if losses:  # what distill.kd chose for this model's outputs
+        parts += ["<h2>Distillation loss</h2>", "<p>" + "; ".join(html.escape(x) for x in losses) + "</p>"]
     preflight = results.study.user_attrs.get("preflight") or {}
     if preflight.get("table"):  # autoslim.search.preflight: each technique tried once on the teacher first
         parts += ["<h2>Preflight: each technique tried on the teacher</h2>", _table(pd.DataFrame(preflight["table"]))]
