@@ -309,7 +309,8 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
                 enforce_sharing(model)
             if not torch.isfinite(loss.detach()):
                 raise RuntimeError(f"distill.kd: loss became {float(loss)} in epoch {_epoch}")
-            if ctx.epoch_callback is not None and _epoch + 1 < epochs:  # after the last epoch: nothing to save
+            checkable = (_epoch + 1) * steps_per_epoch >= ctx.epoch_callback_min_steps
+            if ctx.epoch_callback is not None and _epoch + 1 < epochs and checkable:  # after the last: nothing to save
                 ctx.epoch_callback(_epoch + 1, epochs, model)
                 model.train()  # the callback may have evaluated the model
     finally:

@@ -52,6 +52,8 @@ class ApplyContext:
     # Called by fine-tunes after each epoch as ``epoch_callback(epoch, epochs, model)`` (epoch counts from 1); it
     # may raise StoppedEarly. The model is in train mode; the callback must leave its weights and buffers alone.
     epoch_callback: Callable[[int, int, nn.Module], None] | None = None
+    # ... and only once they have taken this many optimizer steps (an early verdict needs enough training to go on)
+    epoch_callback_min_steps: int = 0
     output: str | None = None  # the task's output field (a ModelOutput's logits by default)
     # The task's own distillation loss, (student_out, teacher_out, batch) -> loss; None: chosen by the output.
     distill_loss: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor] | None = None

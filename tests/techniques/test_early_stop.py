@@ -25,6 +25,23 @@ HOPELESS = {"prune.structured": {"ratio": 0.8}, "distill.kd": KD}  # the tiny ta
 GOOD = {"prune.structured": {"ratio": 0.3}, "distill.kd": KD}  # ~54% after epoch 1 (the teacher: 87.5%)
 
 
+@pytest.fixture(autouse=True)
+def _check_from_the_first_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny task's epochs are a few steps long: check them anyway (the guard has its own test)."""
+    monkeypatch.setattr("autoslim.trial.EARLY_STOP_MIN_STEPS", 0)
+
+
+def test_fine_tunes_shorter_than_the_minimum_are_never_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("autoslim.trial.EARLY_STOP_MIN_STEPS", 10_000)
+    calls: list[int] = []
+    plan = CompressionPlan.from_params({"prune.unstructured": {"amount": 0.5}, "distill.kd": {"epochs": 3}})
+    build_model(plan, tiny_task(), epoch_callback=lambda e, n, m: calls.append(e))
+    assert calls == []
+    monkeypatch.setattr("autoslim.trial.EARLY_STOP_MIN_STEPS", 0)
+    build_model(plan, tiny_task(), epoch_callback=lambda e, n, m: calls.append(e))
+    assert calls == [1, 2]
+
+
 def spec(plan: dict, min_accuracy: float | None) -> TrialSpec:
     profiles = (get_profile(TINY_PROFILES[0]),)
     return TrialSpec(CompressionPlan.from_params(plan).to_dict(), profiles, seed=1, min_accuracy=min_accuracy)
