@@ -46,7 +46,7 @@ from autoslim.tasks.cache import cache_root
 from autoslim.techniques import get_technique
 from autoslim.trial import build_model, price
 
-VERSION = 1  # bump when the procedure changes: cached results of older versions are not reused
+VERSION = 2  # bump when the procedure changes (2: cut.blocks keeps a layer of each ModuleList): old caches unused
 BISECT_STEPS = 4
 # Config fields shortened for the probe wherever a technique has them (fine-tunes): applicability does not depend
 # on how long a fine-tune runs, and a range over them is not probed.

@@ -32,6 +32,12 @@ stand-in on its own, the model runs once on the example inputs and the candidate
 that forward raises, changes the output shape, or never reaches the stand-in through the attribute (a module the
 forward calls through some other reference cannot be cut by replacing the attribute).
 
+**A stack keeps one layer.** When every layer of an ``nn.ModuleList`` (a Hugging Face or ``nn.TransformerEncoder``
+layer stack, a timm block list) is removable, the most important one is not offered: an encoder cut down to
+nothing is its embeddings feeding the head (measured on the zoo's BERT classifier: chance accuracy), and
+nothing is left for the structured pruning that may follow the cut. ``Sequential`` stages of CNNs are not
+concerned: their downsampling blocks are not removable, so a cut never empties the network.
+
 **Removal.** Each candidate is scored by how much it changes its input, ``1 - cosine(input, output)``; the least
 important are replaced by a pass-through that takes the same arguments (attention masks and other keyword
 arguments are accepted and ignored) and returns the hidden state in the same structure the block returned (a
@@ -277,7 +283,24 @@ def _find(model: nn.Module, calibration: Any, example_inputs: Any) -> _Found:
             found.rejected[name] = why
         else:
             found.blocks[name] = seen[name]
+    for name in _last_of_stacks(model, found.blocks):
+        del found.blocks[name]
+        found.rejected[name] = "the last layer of its ModuleList (a layer stack keeps at least one layer)"
     return found
+
+
+def _last_of_stacks(model: nn.Module, blocks: dict[str, _Seen]) -> list[str]:
+    """For each ``nn.ModuleList`` whose every item is an offered block, its most important item."""
+    stacks: dict[str, list[str]] = {}
+    for name in blocks:
+        parent, _, _child = name.rpartition(".")
+        if parent and isinstance(model.get_submodule(parent), nn.ModuleList):
+            stacks.setdefault(parent, []).append(name)
+    return [
+        max(names, key=lambda n: blocks[n].score)
+        for parent, names in stacks.items()
+        if len(names) == len(model.get_submodule(parent))
+    ]
 
 
 def removable_blocks(model: nn.Module, example_inputs: Any) -> dict[str, float]:
@@ -300,7 +323,7 @@ def _least_important(scores: dict[str, float], k: int) -> list[str]:
 def _no_block_reason(found: _Found) -> str:
     if found.rejected:
         whys = "; ".join(f"{n}: {why}" for n, why in found.rejected.items())
-        return f"cut.blocks: no block is removable: the model does not run without any same-shape block ({whys})"
+        return f"cut.blocks: no block is removable: no same-shape block can go ({whys})"
     return (
         "cut.blocks: no block is removable: no submodule with parameters, called once, maps its input to an output "
         "of the same shape"

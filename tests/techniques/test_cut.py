@@ -113,6 +113,32 @@ def test_cut_blocks_in_a_module_list() -> None:
     assert out(x).shape == (16, 2)
 
 
+def test_a_module_list_keeps_its_most_important_layer() -> None:
+    # Cutting every layer of a stack leaves embeddings feeding a head (chance accuracy on the zoo's BERT) and
+    # nothing for a structured prune after the cut: the most important layer is not offered.
+    class Stack(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList(nn.Linear(8, 8) for _ in range(3))
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for b in self.blocks:
+                x = torch.relu(b(x))
+            return self.head(x)
+
+    torch.manual_seed(0)
+    model = Stack().eval()
+    with torch.no_grad():  # blocks 0 and 2 pass a positive input on unchanged: blocks.1 matters most
+        for i in (0, 2):
+            model.blocks[i].weight.copy_(torch.eye(8))
+            model.blocks[i].bias.zero_()
+    x = torch.rand(32, 8)
+    assert set(removable_blocks(model, x)) == {"blocks.0", "blocks.2"}
+    with pytest.raises(InfeasibleError, match="only 2 are removable"):
+        apply("cut.blocks", model, ApplyContext(example_inputs=x[:2], calibration_inputs=x), n_blocks=3)
+
+
 class _Residual(nn.Module):
     def __init__(self, width: int) -> None:
         super().__init__()
