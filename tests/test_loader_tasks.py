@@ -58,6 +58,16 @@ def test_epoch_steps_bound_a_fine_tune_whatever_the_data_size() -> None:
     assert len(CUSTOM_LOSS_CALLS) == 6 and result.notes["distill.kd"]["steps_per_epoch"] == 3
 
 
+@pytest.mark.parametrize(("n_train", "steps"), [(96, 10), (400, 25)])  # 6 batches cycle to 10; 25 are left alone
+def test_min_epoch_steps_lengthens_only_a_short_epoch(n_train: int, steps: int) -> None:
+    task = loader_task(n_train=n_train)
+    CUSTOM_LOSS_CALLS.clear()
+    plan = CompressionPlan.from_params({"distill.kd": {"epochs": 1, "min_epoch_steps": 10}})
+    result = run_trial(TrialSpec(plan.to_dict(), (get_profile(TINY_PROFILES[0]),)), task)
+    assert result.status == "ok", result.reason
+    assert len(CUSTOM_LOSS_CALLS) == steps and result.notes["distill.kd"]["steps_per_epoch"] == steps
+
+
 def test_nan_outputs_and_nan_metrics_fail_the_trial() -> None:
     task = loader_task()
     spec = TrialSpec(CompressionPlan().to_dict(), (get_profile(TINY_PROFILES[0]),))

@@ -6,19 +6,9 @@ import importlib
 from collections.abc import Callable
 
 from autoslim.tasks.base import Task
+from autoslim.tasks.zoo import ZOO_TASKS
 
-BUILTIN: dict[str, str] = {
-    "mnist1d-cnn": "autoslim.tasks.mnist1d_cnn:load",
-    "zoo-resnet18": "autoslim.tasks.zoo.resnet18:load",
-    "zoo-mobilenetv2": "autoslim.tasks.zoo.mobilenetv2:load",
-    "zoo-vgg": "autoslim.tasks.zoo.vgg:load",
-    "zoo-attrnet": "autoslim.tasks.zoo.attrnet:load",
-    "zoo-unet": "autoslim.tasks.zoo.unet:load",
-    "zoo-bert-cls": "autoslim.tasks.zoo.bert_cls:load",
-    "zoo-minilm-embed": "autoslim.tasks.zoo.minilm_embed:load",
-    "zoo-multilabel": "autoslim.tasks.zoo.multilabel:load",
-    "zoo-crepe-tiny": "autoslim.tasks.zoo.crepe_tiny:load",
-}
+BUILTIN: dict[str, str] = {"mnist1d-cnn": "autoslim.tasks.mnist1d_cnn:load", **ZOO_TASKS}
 DEFAULT_TASK = "mnist1d-cnn"
 
 

@@ -69,6 +69,10 @@ class KDConfig:
     loss: Literal["auto", "kl", "probs", "bce", "mse", "cosine"] = "auto"  # auto: chosen by the outputs
     class_dim: int | None = None  # the class dimension of the outputs; None: -1, or 1 for 4-D (NCHW) outputs
     epoch_steps: int | None = None  # an epoch is this many optimizer steps (cycling the data); None: one pass
+    # or: an epoch is one pass but at least this many steps (cycling the data). A small dataset (1,300 digits: 21
+    # steps) gives a pruned model too few steps to recover: MobileNetV2 pruned 30% + int8 kept 95.6% at 21
+    # steps/epoch and 98.2% at 60 (teacher 97.8%); a large dataset's epoch is left as it is.
+    min_epoch_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -97,6 +101,8 @@ class KDConfig:
             raise ValueError(f"loss must be one of {KINDS}, got {self.loss!r}")
         if self.epoch_steps is not None and self.epoch_steps < 1:
             raise ValueError(f"epoch_steps must be >= 1 or None, got {self.epoch_steps}")
+        if self.min_epoch_steps is not None and self.min_epoch_steps < 1:
+            raise ValueError(f"min_epoch_steps must be >= 1 or None, got {self.min_epoch_steps}")
 
 
 def is_label_free(targets: torch.Tensor | None) -> bool:
@@ -239,13 +245,17 @@ def _output_shapes(model: nn.Module, layers: Mapping[str, nn.Module], inputs: An
 
 def _epoch_batches(data: Data, config: KDConfig, gen: torch.Generator) -> tuple[Any, int]:
     """(an epoch -> its batches, optimizer steps per epoch)."""
-    if config.epoch_steps is not None:
-        stream = cycle(data, shuffle=True, generator=gen, batch_size=config.batch_size)
-        return (lambda: (next(stream) for _ in range(config.epoch_steps or 0))), config.epoch_steps
-    steps = data.num_batches(config.batch_size)
-    if steps is None:  # a loader that cannot tell its length: count one pass
-        steps = sum(1 for _ in data.batches())
-    return (lambda: data.batches(shuffle=True, generator=gen, batch_size=config.batch_size)), steps
+    fixed = config.epoch_steps
+    if fixed is None:
+        steps = data.num_batches(config.batch_size)
+        if steps is None:  # a loader that cannot tell its length: count one pass
+            steps = sum(1 for _ in data.batches())
+        if config.min_epoch_steps is None or steps >= config.min_epoch_steps:
+            return (lambda: data.batches(shuffle=True, generator=gen, batch_size=config.batch_size)), steps
+        fixed = config.min_epoch_steps
+    stream = cycle(data, shuffle=True, generator=gen, batch_size=config.batch_size)
+    n = fixed
+    return (lambda: (next(stream) for _ in range(n))), n
 
 
 @register("distill.kd", KDConfig, order=60)
