@@ -299,7 +299,7 @@ def _last_of_stacks(model: nn.Module, blocks: dict[str, _Seen]) -> list[str]:
     return [
         max(names, key=lambda n: blocks[n].score)
         for parent, names in stacks.items()
-        if len(names) == len(model.get_submodule(parent))
+        if len(names) == len(list(model.get_submodule(parent).children()))
     ]
 
 
