@@ -9,125 +9,18 @@ shrink; a block whose stand-in breaks the forward is never offered.
 from __future__ import annotations
 
 import copy
-import functools
+from collections.abc import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autoslim.tasks.zoo.resnet18 import resnet18
 from autoslim.techniques import ApplyContext, InfeasibleError
 from autoslim.techniques.cut import removable_blocks
 from tests.conftest import apply, n_params, same_state
-
-# --- torchcrepe's Crepe, at small widths -------------------------------------------------------------------
-
-
-class Crepe(nn.Module):
-    """torchcrepe.Crepe as it is written (``torchcrepe/model.py``) at half the "tiny" widths. ``layer()`` pads
-    before each conv, so no conv maps a tensor to one of its shape; conv3 and conv4 (8 -> 8 channels, stride 1)
-    give back the length they were given before padding: the layer cuts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        in_channels = [1, 16, 8, 8, 8, 16]
-        out_channels = [16, 8, 8, 8, 16, 32]
-        self.in_features = 32 * 4
-        kernel_sizes = [(512, 1)] + 5 * [(64, 1)]
-        strides = [(4, 1)] + 5 * [(1, 1)]
-        batch_norm_fn = functools.partial(nn.BatchNorm2d, eps=0.0010000000474974513, momentum=0.0)
-        for i in range(6):
-            conv = nn.Conv2d(in_channels[i], out_channels[i], kernel_sizes[i], stride=strides[i])
-            setattr(self, f"conv{i + 1}", conv)
-            setattr(self, f"conv{i + 1}_BN", batch_norm_fn(num_features=out_channels[i]))
-        self.classifier = nn.Linear(self.in_features, 360)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.embed(x)
-        x = self.layer(x, self.conv6, self.conv6_BN)
-        x = x.permute(0, 2, 1, 3).reshape(-1, self.in_features)
-        return torch.sigmoid(self.classifier(x))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, None, :, None]
-        x = self.layer(x, self.conv1, self.conv1_BN, (0, 0, 254, 254))
-        x = self.layer(x, self.conv2, self.conv2_BN)
-        x = self.layer(x, self.conv3, self.conv3_BN)
-        x = self.layer(x, self.conv4, self.conv4_BN)
-        return self.layer(x, self.conv5, self.conv5_BN)
-
-    def layer(self, x: torch.Tensor, conv: nn.Module, batch_norm: nn.Module, padding=(0, 0, 31, 32)) -> torch.Tensor:
-        x = F.pad(x, padding)
-        x = conv(x)
-        x = F.relu(x)
-        x = batch_norm(x)
-        return F.max_pool2d(x, (2, 1), (2, 1))
-
-
-# --- torchvision's ResNet-18, at width 8 --------------------------------------------------------------------
-
-
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.relu(out)
-
-
-class ResNet(nn.Module):
-    """torchvision.models.resnet.ResNet with BasicBlock, layers [2, 2, 2, 2], base width ``width``."""
-
-    def __init__(self, layers: tuple[int, ...] = (2, 2, 2, 2), width: int = 8, num_classes: int = 10) -> None:
-        super().__init__()
-        self.inplanes = width
-        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(width, layers[0])
-        self.layer2 = self._make_layer(width * 2, layers[1], stride=2)
-        self.layer3 = self._make_layer(width * 4, layers[2], stride=2)
-        self.layer4 = self._make_layer(width * 8, layers[3], stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(width * 8, num_classes)
-
-    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(planes)
-            )
-        layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes
-        layers += [BasicBlock(self.inplanes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = torch.flatten(self.avgpool(x), 1)
-        return self.fc(x)
-
+from tests.real_nets import Crepe
 
 # --- a VGG-style net flattening with view ------------------------------------------------------------------
 
@@ -154,7 +47,12 @@ class VGGish(nn.Module):
 # --- helpers -----------------------------------------------------------------------------------------------
 
 
-def _built(cls: type[nn.Module]) -> nn.Module:
+def ResNet() -> nn.Module:
+    """torchvision's ResNet-18 (the zoo's copy of torchvision.models.resnet) at base width 8."""
+    return resnet18(width=8, num_classes=10)
+
+
+def _built(cls: Callable[[], nn.Module]) -> nn.Module:
     torch.manual_seed(0)
     return cls().eval()
 

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,48 +25,9 @@ from autoslim.techniques import InfeasibleError
 from autoslim.techniques._tp_support import update_hf_config
 from autoslim.techniques.registry import ApplyContext
 from tests.conftest import apply, n_params
+from tests.real_nets import Crepe
 
 PITCH_BINS = 360
-
-
-class Crepe(nn.Module):
-    """torchcrepe's ``Crepe`` at a sixteenth of the "tiny" widths; input (N, 1024) audio frames."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        in_channels = [1, 32, 8, 8, 8, 16]
-        out_channels = [32, 8, 8, 8, 16, 32]
-        self.in_features = out_channels[-1] * 4  # 4 time steps are left after six (2, 1) max pools
-        kernel_sizes = [(512, 1)] + 5 * [(64, 1)]
-        strides = [(4, 1)] + 5 * [(1, 1)]
-        batch_norm_fn = functools.partial(nn.BatchNorm2d, eps=0.0010000000474974513, momentum=0.0)
-        for i in range(6):
-            conv = nn.Conv2d(in_channels[i], out_channels[i], kernel_sizes[i], strides[i])
-            setattr(self, f"conv{i + 1}", conv)
-            setattr(self, f"conv{i + 1}_BN", batch_norm_fn(num_features=out_channels[i]))
-        self.classifier = nn.Linear(self.in_features, PITCH_BINS)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.embed(x)
-        x = self.layer(x, self.conv6, self.conv6_BN)
-        x = x.permute(0, 2, 1, 3).reshape(-1, self.in_features)
-        return torch.sigmoid(self.classifier(x))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, None, :, None]
-        x = F.pad(x, (0, 0, 254, 254))
-        x = self.layer(x, self.conv1, self.conv1_BN)
-        x = self.layer(x, self.conv2, self.conv2_BN)
-        x = self.layer(x, self.conv3, self.conv3_BN)
-        x = self.layer(x, self.conv4, self.conv4_BN)
-        return self.layer(x, self.conv5, self.conv5_BN)
-
-    def layer(self, x: torch.Tensor, conv: nn.Conv2d, batch_norm: nn.BatchNorm2d, padding=(0, 0, 31, 32)):
-        x = F.pad(x, padding)
-        x = conv(x)
-        x = F.relu(x)
-        x = batch_norm(x)
-        return F.max_pool2d(x, (2, 1), (2, 1))
 
 
 class VGG(nn.Module):
@@ -100,7 +60,7 @@ def _randomize_bn(model: nn.Module) -> nn.Module:
 
 def _crepe() -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(0)
-    return _randomize_bn(Crepe()), torch.randn(4, 1024, generator=torch.Generator().manual_seed(1))
+    return _randomize_bn(Crepe(first=32)), torch.randn(4, 1024, generator=torch.Generator().manual_seed(1))
 
 
 def _vgg() -> tuple[nn.Module, torch.Tensor]:
