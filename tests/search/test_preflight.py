@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import autoslim.search.preflight as pf
+import autoslim.search.preflight_probe as probe
 from autoslim.cost import get_profile
 from autoslim.search import SearchConfig, load_space, run_search, space_from_dict
 from autoslim.search.preflight import PreflightResult, preflight
@@ -83,20 +84,20 @@ def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every model preflight builds, by technique."""
     calls: list[str] = []
-    real = pf.build_model
+    real = probe.build_model
 
     def counting(plan, task, **kw):  # type: ignore[no-untyped-def]
         calls.append(plan.steps[0].technique)
         return real(plan, task, **kw)
 
-    monkeypatch.setattr(pf, "build_model", counting)
+    monkeypatch.setattr(probe, "build_model", counting)
     return calls
 
 
 PROFILES = [get_profile(p) for p in TINY_PROFILES]
 
 
-def by_name(result: PreflightResult) -> dict[str, pf.PreflightRow]:
+def by_name(result: PreflightResult) -> dict[str, probe.PreflightRow]:
     return {r.technique: r for r in result.rows}
 
 
