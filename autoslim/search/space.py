@@ -247,9 +247,24 @@ def space_from_dict(data: Any, *, source: str = "<space>") -> SearchSpace:
     objectives = _objectives(source, data.get("objectives"))
     constraints = _constraints(source, data.get("constraints"))
     return SearchSpace(
-        space.name, space.techniques, space.profiles, tuple(recipes), source, objectives=objectives,
+        space.name, space.techniques, space.profiles, _with_fixed(space, recipes), source, objectives=objectives,
         constraints=constraints,
     )  # fmt: skip
+
+
+def _with_fixed(space: SearchSpace, recipes: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], ...]:
+    """Each recipe with its techniques' fixed space values beneath what it writes: a space-wide setting such as
+    KD's ``epochs_per_removed`` or ``min_epoch_steps`` holds for the hand recipes too (without it, the cnn space's
+    mild-prune recipe got 21 KD steps per epoch and lost 2 pp on MobileNetV2), while what a recipe writes wins."""
+    by_name = {t.name: t for t in space.techniques}
+    out = []
+    for recipe in recipes:
+        filled = {}
+        for name, params in recipe.items():
+            fixed = {p: spec.value for p, spec in by_name[name].params.items() if spec.kind == "fixed"}
+            filled[name] = {**fixed, **dict(params or {})}
+        out.append(filled)
+    return tuple(out)
 
 
 _TOP_LEVEL = ("constraints", "description", "name", "objectives", "profiles", "recipes", "techniques")
@@ -303,6 +318,10 @@ def load_space(path: str | Path) -> SearchSpace:
 
 
 def default_space_path() -> Path:
-    """``search_spaces/default.yaml`` in the working directory, else the one beside the (editable) package."""
+    """``search_spaces/default.yaml`` in the working directory, else the one shipped in the package (a wheel holds
+    the spaces as ``autoslim/search_spaces/``, see pyproject.toml), else the one beside an editable checkout."""
     here = Path.cwd() / "search_spaces" / "default.yaml"
-    return here if here.exists() else Path(__file__).resolve().parents[2] / "search_spaces" / "default.yaml"
+    if here.exists():
+        return here
+    packaged = Path(__file__).resolve().parents[1] / "search_spaces" / "default.yaml"
+    return packaged if packaged.exists() else Path(__file__).resolve().parents[2] / "search_spaces" / "default.yaml"
