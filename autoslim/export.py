@@ -4,8 +4,12 @@
 
     from autoslim.export import export_trial
 
-    out = export_trial("results/default", trial=37, fmt="onnx-int8", out="deploy/")
+    out = export_trial("results/default", task="mnist1d-cnn", trial=37, fmt="onnx-int8", out="deploy/")
     print(out.manifest["artifact_accuracy"], out.manifest["recorded_accuracy"])
+
+A study folder is data, never code: the task to rebuild on is the one the caller names (``task``), never the one
+the study's journal names; it is checked against the study's record (the teacher's sha256 where the study holds
+it, else the task reference) and refused with :class:`TaskMismatchError` when it differs.
 
 The plan (JSON in the study journal, nothing unpickled) is rebuilt on the task with the trial's seed and torch
 thread count (both recorded per trial: CPU kernels split reductions by thread count, so a KD fine-tune on 2 threads
@@ -26,7 +30,8 @@ Formats (the quantize step's weight rounding is kept in the weights of every for
   fine-tune) and loads the weights into it.
 
 Beside the artifact, ``manifest.json`` records the plan, seed, per-profile metrics, recorded / re-evaluated /
-artifact accuracies, the teacher's hash, the task and library versions.
+artifact accuracies, the teacher's hash, the task and library versions, and the space's constraints the trial
+violates (``constraint_violations``; such a trial is off every front, so exporting it also warns).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -49,7 +54,9 @@ from autoslim.plan import CompressionPlan
 from autoslim.report.pick import Query, pick
 from autoslim.report.results import StudyResults, open_results
 from autoslim.runtime.onnx_int8 import export_onnx, quantize_onnx, session, session_score, strip_autoslim
+from autoslim.safe_io import check_folder, check_inside, replacing, safe_write_text
 from autoslim.tasks import Task, load_task
+from autoslim.tasks.fingerprint import teacher_sha256
 from autoslim.trial import TRAINING_STEPS, build_model
 
 FORMATS = ("onnx", "onnx-int8", "torchscript", "state-dict")
@@ -67,11 +74,18 @@ class ExportError(RuntimeError):
     """The export cannot be made or does not reproduce the trial; the message says why."""
 
 
+class TaskMismatchError(ExportError):
+    """The task given to rebuild with is not the one the study was searched on (bad input: exit code 2)."""
+
+    exit_code = 2
+
+
 @dataclass
 class Exported:
     artifact: Path
     manifest_path: Path
     manifest: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
 
 def choose_trial(results: StudyResults, *, trial: int | None = None, profile: str | None = None,
@@ -94,6 +108,7 @@ def choose_trial(results: StudyResults, *, trial: int | None = None, profile: st
 def export_trial(
     study: str | Path,
     *,
+    task: str | Task,
     fmt: str,
     out: str | Path,
     trial: int | None = None,
@@ -101,11 +116,12 @@ def export_trial(
     query: Query | None = None,
     tolerance: float = TOLERANCE,
 ) -> Exported:
-    """Rebuild a trial's model, check it reproduces the record, write the artifact and ``manifest.json``.
+    """Rebuild a trial's model on ``task`` (a built-in name, ``module:attr`` or a Task: the caller's choice, checked
+    against the study's record), check it reproduces the record, write the artifact and ``manifest.json``.
 
-    Raises :class:`ExportError` when the trial does not exist or did not finish, when the rebuild does not
-    reproduce the recorded accuracy, and (after writing both files, for inspection) when the artifact's
-    accuracy misses the recorded one by more than ``tolerance``.
+    Raises :class:`TaskMismatchError` when ``task`` is not the study's, :class:`ExportError` when the trial does
+    not exist or did not finish, when the rebuild does not reproduce the recorded accuracy, and (after writing both
+    files, for inspection) when the artifact's accuracy misses the recorded one by more than ``tolerance``.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
@@ -129,13 +145,14 @@ def export_trial(
     seed = int(recorded_seed) if recorded_seed is not None else number
     seed_source = "recorded" if recorded_seed is not None else "assumed: search seed 0 + trial number"
     threads = int(attrs.get("threads") or 1)  # older studies: worker processes ran single-threaded
-    task_ref = results.study.user_attrs.get("autoslim", {}).get("task")
-    if not task_ref:
-        raise ExportError(f"{study}: the study does not record its task")
     recorded = float(attrs["accuracy"])
+    warnings = _constraint_warnings(results, number, attrs)
+    out = check_folder(out)
+    for name in (ARTIFACTS[fmt], "manifest.json"):  # refused before the rebuild, not after minutes of it
+        check_inside(out / name, out)
 
     with _torch_threads(threads):
-        task = load_task(task_ref)
+        task, task_ref, task_check, teacher_hash = _checked_task(results, study, task)
         model, _ctx = build_model(plan, task, seed=seed)
         reevaluated = score(model, task)
         if reevaluated != recorded:
@@ -144,12 +161,12 @@ def export_trial(
                 f"(seed {seed} {seed_source}, {threads} thread(s)); the rebuild does not reproduce the trial"
             )
         stripped = strip_autoslim(model)
-        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         artifact = out / ARTIFACTS[fmt]
         payload = {"state_dict": stripped.state_dict(), "plan": plan.to_dict(), "seed": seed, "task": task_ref}
-        artifact_acc, ort_acc = _write_artifact(fmt, stripped, task, artifact, payload, plan)
-        teacher_hash = teacher_sha256(task.teacher())
+        # Written beside the target and renamed over it: never through a symlink planted in --out.
+        with replacing(artifact, out) as tmp:
+            artifact_acc, ort_acc = _write_artifact(fmt, stripped, task, tmp, payload, plan)
 
     ok = abs(artifact_acc - recorded) <= tolerance
     manifest = {
@@ -173,16 +190,76 @@ def export_trial(
         "tolerance": tolerance,
         "agreement_ok": ok,
         "teacher_sha256": teacher_hash,
+        "task_check": task_check,
+        "constraint_violations": _violations(results, attrs),
+        "warnings": warnings,
         "versions": library_versions(),
     }
-    manifest_path = out / "manifest.json"
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    manifest_path = safe_write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=False) + "\n", out)
     if not ok:
         raise ExportError(
             f"trial {number}: the {fmt} artifact scores {artifact_acc:.4%}, {abs(artifact_acc - recorded) * 100:.2f} "
             f"pp from the recorded {recorded:.4%} (tolerance {tolerance * 100:.2f} pp); {artifact} kept for inspection"
         )
-    return Exported(artifact, manifest_path, manifest)
+    return Exported(artifact, manifest_path, manifest, warnings)
+
+
+def _checked_task(results: StudyResults, study: str | Path, task: str | Task) -> tuple[Task, str, str, str]:
+    """The caller's task, checked against the study's record; (task, its reference, how it was checked, hash).
+
+    The study's own task reference is only compared, never imported: importing it would run whatever module a
+    journal (perhaps someone else's) names."""
+    settings = results.study.user_attrs.get("autoslim", {})
+    recorded_ref = settings.get("task")
+    recorded_hash = results.study.user_attrs.get("teacher_sha256") or settings.get("teacher_sha256")
+    given_ref = task if isinstance(task, str) else task.name
+    if recorded_hash is None and isinstance(task, str) and task != recorded_ref:
+        raise TaskMismatchError(
+            f"{study}: the study was searched on task {recorded_ref!r}, --task is {task!r}. Pass the study's "
+            "task (export imports and runs the task you name, never the one a study names)"
+        )
+    loaded = load_task(task) if isinstance(task, str) else task
+    digest = teacher_sha256(loaded.teacher())
+    if recorded_hash is not None and digest != recorded_hash:
+        raise TaskMismatchError(
+            f"{study}: the teacher of --task {given_ref!r} (sha256 {digest[:12]}…) is not the model the study "
+            f"was searched on (sha256 {recorded_hash[:12]}…, task {recorded_ref!r}); pass the study's task"
+        )
+    if recorded_hash is not None:
+        check = "teacher sha256 matches the study's"
+    elif isinstance(task, str):
+        check = "task reference matches the study's (the study records no teacher sha256)"
+    else:
+        check = "not checked before the rebuild (the study records no teacher sha256); the rebuild must reproduce"
+    return loaded, given_ref, check, digest
+
+
+def _constraint_labels(saved: dict[str, Any] | None) -> list[str]:
+    """Names of the values a trial's ``constraints`` attr holds, in the order Constraints.violations makes them."""
+    saved = saved or {}
+    labels = []
+    if saved.get("max_accuracy_drop") is not None:
+        labels.append(f"max_accuracy_drop {saved['max_accuracy_drop']}")
+    if saved.get("min_accuracy") is not None:
+        labels.append(f"min_accuracy {saved['min_accuracy']}")
+    for key in ("max_model_bytes", "max_latency_ms"):
+        labels += [f"{key} {limit} on {profile}" for profile, limit in saved.get(key) or ()]
+    return labels
+
+
+def _violations(results: StudyResults, attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    values = list(attrs.get("constraints") or [])
+    labels = _constraint_labels(results.study.user_attrs.get("constraints"))
+    labels += [f"constraint {i}" for i in range(len(labels), len(values))]
+    return [{"constraint": label, "violation": v} for label, v in zip(labels, values, strict=False) if v > 0]
+
+
+def _constraint_warnings(results: StudyResults, number: int, attrs: dict[str, Any]) -> list[str]:
+    broken = _violations(results, attrs)
+    if not broken:
+        return []
+    names = "; ".join(v["constraint"] for v in broken)
+    return [f"trial {number} violates the space's constraints ({names}): it is on no front"]
 
 
 def _write_artifact(fmt: str, model: nn.Module, task: Task, path: Path, payload: dict[str, Any],
@@ -216,16 +293,6 @@ def load_state_dict_artifact(path: str | Path, task: Task, *, plan: CompressionP
     model = strip_autoslim(model)
     model.load_state_dict(saved["state_dict"])
     return model.eval()
-
-
-def teacher_sha256(model: nn.Module) -> str:
-    """sha256 over the teacher's state_dict (names, dtypes, shapes and bytes, in key order)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def library_versions() -> dict[str, str | None]:

@@ -61,7 +61,7 @@ def test_the_driver_records_seed_and_threads(study: Path) -> None:
 
 @pytest.mark.parametrize(("number", "fmt"), [(2, "onnx"), (1, "onnx-int8"), (2, "torchscript"), (2, "state-dict")])
 def test_export_reproduces_the_trial(study: Path, tmp_path: Path, number: int, fmt: str) -> None:
-    done = export_trial(study, trial=number, fmt=fmt, out=tmp_path)
+    done = export_trial(study, task=TINY_TASK, trial=number, fmt=fmt, out=tmp_path)
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert set(m) >= MANIFEST_FIELDS
     assert m["trial"] == number and m["seed"] == 5 + number and m["seed_source"] == "recorded"
@@ -76,7 +76,7 @@ def test_export_reproduces_the_trial(study: Path, tmp_path: Path, number: int, f
 
 
 def test_state_dict_loads_with_weights_only(study: Path, tmp_path: Path) -> None:
-    done = export_trial(study, trial=2, fmt="state-dict", out=tmp_path)
+    done = export_trial(study, task=TINY_TASK, trial=2, fmt="state-dict", out=tmp_path)
     saved = torch.load(done.artifact, weights_only=True)
     assert set(saved) == {"state_dict", "plan", "seed", "task"}
     assert CompressionPlan.from_dict(saved["plan"]).describe() == done.manifest["plan_words"]
@@ -85,32 +85,38 @@ def test_state_dict_loads_with_weights_only(study: Path, tmp_path: Path) -> None
 
 
 def test_onnx_of_an_int8_plan_is_exported_as_int8(study: Path, tmp_path: Path) -> None:
-    done = export_trial(study, trial=1, fmt="onnx", out=tmp_path)
+    done = export_trial(study, task=TINY_TASK, trial=1, fmt="onnx", out=tmp_path)
     assert done.manifest["format"] == "onnx-int8" and done.manifest["requested_format"] == "onnx"
     assert done.artifact.name == "model.int8.onnx"
 
 
 def test_export_by_pick(study: Path, tmp_path: Path) -> None:
-    done = export_trial(study, profile=TINY_PROFILES[1], query=Query(max_accuracy_drop=0.05), fmt="onnx", out=tmp_path)
+    done = export_trial(
+        study, task=TINY_TASK, profile=TINY_PROFILES[1], query=Query(max_accuracy_drop=0.05), fmt="onnx", out=tmp_path
+    )
     assert done.manifest["trial"] in (0, 1, 2)
 
 
 def test_bad_trial_numbers_and_choices_say_why(study: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"no trial 7; the study has trials 0\.\.2"):
-        export_trial(study, trial=7, fmt="onnx", out=tmp_path)
+        export_trial(study, task=TINY_TASK, trial=7, fmt="onnx", out=tmp_path)
     with pytest.raises(ExportError, match="unknown format"):
-        export_trial(study, trial=1, fmt="tflite", out=tmp_path)
+        export_trial(study, task=TINY_TASK, trial=1, fmt="tflite", out=tmp_path)
     with pytest.raises(ExportError, match="either a trial number or a profile"):
-        export_trial(study, fmt="onnx", out=tmp_path)
+        export_trial(study, task=TINY_TASK, fmt="onnx", out=tmp_path)
     assert not list(tmp_path.iterdir())
 
 
 def test_cli_exports_and_fails_clearly(study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "400")
-    ok = CliRunner().invoke(app, ["export", str(study), "--trial", "2", "--format", "onnx", "--out", str(tmp_path)])
+    ok = CliRunner().invoke(
+        app, ["export", str(study), "--task", TINY_TASK, "--trial", "2", "--format", "onnx", "--out", str(tmp_path)]
+    )
     assert ok.exit_code == 0, ok.output
     assert "manifest" in ok.output and (tmp_path / "model.onnx").exists()
-    bad = CliRunner().invoke(app, ["export", str(study), "--trial", "9", "--format", "onnx", "--out", str(tmp_path)])
+    bad = CliRunner().invoke(
+        app, ["export", str(study), "--task", TINY_TASK, "--trial", "9", "--format", "onnx", "--out", str(tmp_path)]
+    )
     assert bad.exit_code == 1 and "no trial 9" in bad.output
 
 
@@ -130,7 +136,7 @@ def test_default_task_int8_export_agrees_with_onnxruntime(tmp_path: Path) -> Non
         budget=2, study="s", results_dir=tmp_path / "results", workers=1,
     )  # fmt: skip
     folder = run_search(config).folder
-    done = export_trial(folder, trial=1, fmt="onnx-int8", out=tmp_path / "out")
+    done = export_trial(folder, task="mnist1d-cnn", trial=1, fmt="onnx-int8", out=tmp_path / "out")
     m = done.manifest
     assert m["reevaluated_accuracy"] == m["recorded_accuracy"] > 0.9
     assert abs(m["onnxruntime_accuracy"] - m["recorded_accuracy"]) <= 0.005

@@ -7,30 +7,33 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from autoslim.cost import ProfileError, builtin_profiles, get_profile
-from autoslim.search import SpaceError, default_space_path, load_space
+from autoslim.cost import builtin_profiles, get_profile
+from autoslim.search import default_space_path, load_space
 from autoslim.search.preflight import preflight
 from autoslim.tasks import load_task
 
 
 def check(
     task: Annotated[str, typer.Option(help="Built-in task name or 'module:attr'.")] = "mnist1d-cnn",
-    space: Annotated[Path | None, typer.Option(help="Search space YAML [default: search_spaces/default.yaml].")] = None,
+    space: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, readable=True, help="Search space YAML [default: search_spaces/default.yaml]."
+        ),
+    ] = None,
     profile: Annotated[list[str] | None, typer.Option(help="Profile name or YAML path; repeat for several.")] = None,
     cache: Annotated[bool, typer.Option(help="Reuse a cached result for the same teacher and space.")] = True,
 ) -> None:
     """Which techniques of the space apply to the model: yes / no / narrowed, why, and size and cost before/after."""
     console = Console()
-    try:
-        sp = load_space(space or default_space_path())
-        profiles = [get_profile(n) for n in profile or list(sp.profiles) or list(builtin_profiles())]
-        result = preflight(load_task(task), sp, profiles, cache=cache)
-    except (SpaceError, ProfileError, ValueError, TypeError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    table = Table(title=f"preflight: {sp.name} on {task} (size and cost: teacher → the technique's strong end)",
+    sp = load_space(space or default_space_path())  # errors: one line, exit code 2 (autoslim.cli.errors)
+    profiles = [get_profile(n) for n in profile or list(sp.profiles) or list(builtin_profiles())]
+    result = preflight(load_task(task), sp, profiles, cache=cache)
+    title = escape(f"preflight: {sp.name} on {task} (size and cost: teacher → the technique's strong end)")
+    table = Table(title=title,
                   title_justify="left")  # fmt: skip
     teacher = result.rows[0].before["costs"] if result.rows else {}
     cost_cols = [f"{n}: {c['objective']} / bytes" if c["objective"] != "model_bytes" else f"{n}: bytes"
@@ -50,7 +53,8 @@ def check(
         size = f"{r.before['params']:,} → " + (f"{after['params']:,}" if after["params"] is not None else "-")
         costs = [f"{cost(b)} → {cost(after['costs'].get(n))}" for n, b in r.before["costs"].items()]
         config = ", ".join(f"{k}={v}" for k, v in r.config.items())
-        table.add_row(r.technique, f"[{colour[r.applies]}]{r.applies}[/]", r.why, config, size, *costs)
+        table.add_row(escape(r.technique), f"[{colour[r.applies]}]{r.applies}[/]", escape(r.why), escape(config),
+                      size, *costs)  # fmt: skip
     console.print(table)
     for line in result.lines():
-        console.print(line, highlight=False)
+        console.print(line, markup=False, highlight=False)

@@ -10,7 +10,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from autoslim.cli.options import plain_name
 from autoslim.cost import builtin_profiles, get_profile
+from autoslim.cost.profiles import profile_to_dict
 
 app = typer.Typer(no_args_is_help=True, help="Hardware profiles.")
 
@@ -26,7 +28,9 @@ def list_() -> None:
 
 @app.command()
 def calibrate(
-    name: Annotated[str, typer.Option(help="Profile name; saved as NAME.yaml in the user profile folder.")] = "host",
+    name: Annotated[
+        str, typer.Option(callback=plain_name, help="Profile name; saved as NAME.yaml in the user profile folder.")
+    ] = "host",
     out: Annotated[Path | None, typer.Option(help="Write the YAML here instead.")] = None,
 ) -> None:
     """Measure this machine (microbenchmarks, ~30 s) and write a loadable profile YAML for it."""
@@ -38,8 +42,15 @@ def calibrate(
 
 
 @app.command()
-def show(name: str) -> None:
-    """Show one profile (built-in name or YAML path) with its sources."""
-    from dataclasses import asdict
-
-    typer.echo(yaml.safe_dump(asdict(get_profile(name)), sort_keys=False))
+def show(
+    name: Annotated[str, typer.Argument(help="A built-in name, host, a calibrated name or a YAML path.")],
+    as_yaml: Annotated[
+        bool, typer.Option("--yaml", help="Only the YAML (no header comment), e.g. `> p.yaml`, then --profile p.yaml.")
+    ] = False,
+) -> None:
+    """Show one profile with its sources, as YAML that `--profile FILE` loads back."""
+    profile = get_profile(name)
+    # profile_to_dict leaves out fields at their defaults (None would not load back: fields take numbers).
+    text = yaml.safe_dump(profile_to_dict(profile), sort_keys=False, allow_unicode=True)
+    header = f"# profile {profile.name}: save this output as a .yaml file and pass it with --profile FILE\n"
+    typer.echo(text if as_yaml else header + text, nl=False)

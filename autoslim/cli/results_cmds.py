@@ -7,11 +7,18 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from autoslim.report.compare import compare_studies
+from autoslim.cli.errors import print_warning
+from autoslim.cli.options import above_zero, at_least_zero
+from autoslim.report.compare import compare_studies, study_differences
 from autoslim.report.html import write_html
 from autoslim.report.pick import Query, pick
 from autoslim.report.results import open_results
+
+
+class StudiesDiffer(ValueError):
+    """Two studies of other tasks or spaces: their fronts do not measure the same thing."""
 
 
 def report(study: Annotated[Path, typer.Argument(help="A study folder, e.g. results/default.")]) -> None:
@@ -22,22 +29,24 @@ def report(study: Annotated[Path, typer.Argument(help="A study folder, e.g. resu
 def pick_cmd(
     study: Annotated[Path, typer.Argument(help="A study folder, e.g. results/default.")],
     profile: Annotated[str, typer.Option(help="Which profile's front to pick from.")],
-    max_accuracy_drop: Annotated[float | None, typer.Option(help="vs. the baseline, e.g. 0.01 = 1 pp.")] = None,
+    max_accuracy_drop: Annotated[
+        float | None, typer.Option(callback=at_least_zero, help="vs. the baseline, e.g. 0.01 = 1 pp.")
+    ] = None,
     min_accuracy: Annotated[float | None, typer.Option(help="e.g. 0.98")] = None,
-    max_latency_ms: Annotated[float | None, typer.Option()] = None,
-    max_bytes: Annotated[float | None, typer.Option()] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(callback=above_zero)] = None,
+    max_bytes: Annotated[float | None, typer.Option(callback=above_zero)] = None,
 ) -> None:
     """Print the best front point meeting the query (or the nearest one, exit code 1)."""
     results = open_results(study)
     chosen = pick(results, profile, Query(max_accuracy_drop, min_accuracy, max_latency_ms, max_bytes))
     console = Console()
     row = chosen.row if chosen.row is not None else chosen.nearest
-    console.print(chosen.message, highlight=False)
+    console.print(chosen.message, markup=False, highlight=False)
     if row is not None:
         p = results.profile(profile)
         console.print(f"  accuracy {row['accuracy']:.2%} · latency {row[f'{p.name}.latency_ms']:.4g} ms · "
                       f"{int(row[f'{p.name}.model_bytes']):,} bytes\n  plan: {row['plan']}\n  json: {row['plan_json']}",
-                      highlight=False)  # fmt: skip
+                      markup=False, highlight=False)  # fmt: skip
     if chosen.row is None:
         raise typer.Exit(1)
 
@@ -45,11 +54,24 @@ def pick_cmd(
 def compare(
     before: Annotated[Path, typer.Argument(help="The earlier study folder (e.g. last night).")],
     after: Annotated[Path, typer.Argument(help="The later study folder (e.g. tonight).")],
-    tolerance: Annotated[float, typer.Option(help="Allowed relative hypervolume loss per profile.")] = 0.02,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Allowed relative hypervolume loss per profile.")
+    ] = 0.02,
+    allow_different: Annotated[
+        bool, typer.Option(help="Compare studies of other tasks or spaces anyway (with a warning).")
+    ] = False,
 ) -> None:
     """Per-profile hypervolume and front changes; exit code 1 when a front regressed beyond the tolerance."""
-    table, regressed = compare_studies(open_results(before), open_results(after), tolerance=tolerance)
-    Console().print(table)
+    a, b = open_results(before), open_results(after)
+    differences = study_differences(a, b)
+    if differences:
+        text = f"{before} and {after} are not the same search ({'; '.join(differences)}): their fronts do not compare"
+        if not allow_different:
+            raise StudiesDiffer(f"{text}. Pass --allow-different to compare them anyway")
+        print_warning(f"{text}; compared anyway (--allow-different)")
+    table, regressed = compare_studies(a, b, tolerance=tolerance)
+    console = Console()
+    console.print(table)
     if regressed:
-        Console().print(f"[red]regressed:[/red] {', '.join(regressed)}")
+        console.print(f"[red]regressed:[/red] {escape(', '.join(regressed))}")
         raise typer.Exit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import numpy as np
 import optuna
 import pandas as pd
 
@@ -26,12 +27,12 @@ def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd
             "status": a["status"],
             "accuracy": a.get("accuracy"),
             "params": a.get("params"),
-            "duration_s": round(a.get("duration_s", 0.0), 2),
+            "duration_s": round(_number(a.get("duration_s")) or 0.0, 2),
             "plan": a.get("plan_words", ""),
             "is_baseline": bool(a.get("baseline", False)),
             "is_recipe": bool(a.get("recipe", False)),
             # The space's constraints (max accuracy drop, max bytes / latency): violators stay off every front.
-            "feasible": all(v <= 0 for v in a.get("constraints", [])),
+            "feasible": all(_number(v) is not None and v <= 0 for v in a.get("constraints") or []),
         }
         costs = a.get("costs", {})
         for p in profiles:
@@ -46,6 +47,18 @@ def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd
     return pd.DataFrame(rows)
 
 
+def _number(value: object) -> float | None:
+    """A recorded number, or None for anything else (a journal is data: it may hold null, NaN or text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def finite(values: pd.Series) -> pd.Series:
+    """Which values are finite numbers (not None, NaN, inf or text): the only ones a front or a plot can use."""
+    return pd.Series(np.isfinite(pd.to_numeric(values, errors="coerce").astype(float)), index=values.index)
+
+
 def front_frame(df: pd.DataFrame, profile: HardwareProfile) -> pd.DataFrame:
     """This profile's Pareto front (accuracy vs. its objective), sorted by cost."""
     col = f"{profile.name}.{profile.objective}"
@@ -53,7 +66,9 @@ def front_frame(df: pd.DataFrame, profile: HardwareProfile) -> pd.DataFrame:
     if df.empty:
         return df
     fits = df[f"{profile.name}.fits"].fillna(True).astype(bool)
-    ok = df[(df["status"] == "ok") & df[col].notna() & fits & df["feasible"]]
+    # NaN / inf accuracy or cost (a trial can record them; evaluate fails such trials, old journals may not) are
+    # never on a front: nothing dominates NaN, and an infinite cost would stretch every hypervolume.
+    ok = df[(df["status"] == "ok") & finite(df[col]) & finite(df["accuracy"]) & fits & df["feasible"]]
     if ok.empty:
         return ok
     mask = pareto_front(ok["accuracy"].tolist(), ok[col].tolist())

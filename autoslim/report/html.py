@@ -11,6 +11,7 @@ import pandas as pd
 
 from autoslim.report.plots import plot_front
 from autoslim.report.results import StudyResults
+from autoslim.safe_io import safe_write_text
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px}
@@ -63,5 +64,5 @@ def build_html(results: StudyResults) -> str:
 
 def write_html(results: StudyResults) -> str:
     path = results.folder / "report.html"
-    path.write_text(build_html(results))
+    safe_write_text(path, build_html(results), root=results.folder)  # never through a planted symlink
     return str(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,13 +13,26 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from autoslim.cost import HardwareProfile
+from autoslim.report.frame import finite
+from autoslim.safe_io import safe_write_bytes
 
 _LABELS = {"latency_ms": "latency (ms, estimated)", "model_bytes": "model size (bytes, as stored)"}
 
 
 def plot_front(df: pd.DataFrame, front: pd.DataFrame, profile: HardwareProfile, path: Path | BinaryIO) -> None:
+    """Draw to ``path`` (a file is written beside itself and renamed, never through a symlink) or a stream."""
+    if isinstance(path, (str, Path)):
+        buf = io.BytesIO()
+        plot_front(df, front, profile, buf)
+        safe_write_bytes(Path(path), buf.getvalue())
+        return
     col = f"{profile.name}.{profile.objective}"
     ok = df[df["status"] == "ok"]
+    # Only finite points with a positive cost can be drawn (log axis; NaN limits make matplotlib raise).
+    ok = ok[finite(ok[col]) & finite(ok["accuracy"])] if len(ok) else ok
+    ok = ok[ok[col].astype(float) > 0] if len(ok) else ok
+    ok = ok.assign(accuracy=ok["accuracy"].astype(float)) if len(ok) else ok
+    front = front[front["trial"].isin(ok["trial"])] if len(front) else front
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     ax.scatter(ok[col], ok["accuracy"] * 100, s=18, c="#b0b0b0", label=f"trials ({len(ok)})")
     if not front.empty:

@@ -15,6 +15,10 @@ from autoslim.cost.profiles import get_profile, profile_from_dict
 from autoslim.report.frame import front_frame, trials_frame
 
 
+class StudyReadError(RuntimeError):
+    """A study journal that cannot be read (corrupt, from another tool); the message names the file."""
+
+
 @dataclass
 class StudyResults:
     folder: Path
@@ -35,12 +39,20 @@ class StudyResults:
 def open_results(folder: str | Path) -> StudyResults:
     folder = Path(folder)
     journal = folder / "study.journal"
-    if not journal.exists():
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a study folder (not a folder); give RESULTS/<study>, e.g. results/default")
+    if not journal.is_file():
         raise ValueError(f"{folder} holds no study (no study.journal); run `autoslim search --study NAME` first")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(str(journal)))
-    names = optuna.get_all_study_names(storage)
-    study = optuna.load_study(study_name=names[0], storage=storage)
+    try:
+        storage = JournalStorage(JournalFileBackend(str(journal)))
+        names = optuna.get_all_study_names(storage)
+        study = optuna.load_study(study_name=names[0], storage=storage) if names else None
+    except Exception as exc:  # Optuna replays every line: an unknown op code is an AssertionError, a bad line JSON
+        detail = str(exc).strip() or type(exc).__name__
+        raise StudyReadError(f"{journal}: cannot read the study journal ({type(exc).__name__}: {detail})") from exc
+    if study is None:
+        raise ValueError(f"{journal} holds no study yet; run `autoslim search` on it first")
     saved = study.user_attrs.get("profiles")
     if saved is not None:
         profiles = [profile_from_dict(d, where=f"{journal}: profiles") for d in saved]

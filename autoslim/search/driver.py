@@ -2,11 +2,16 @@
 
 ``run_search`` keeps the executor's slots busy until the study holds ``budget`` finished trials, so rerunning
 the same command after a crash finishes the job and a rerun with a larger budget runs only the difference.
+
+A journal study (``results/<study>/study.journal``) has one driver at a time: ``run_search`` holds the folder's
+``StudyLock``. With ``SearchConfig.storage`` (an Optuna RDB URL) several drivers share the study: the budget
+counts every driver's trials, stale trials are found by heartbeat, and each driver writes the results folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import time
 import warnings
@@ -26,19 +31,27 @@ from autoslim.execution import Executor, InlineExecutor, ProcessExecutor
 from autoslim.plan import CompressionPlan
 from autoslim.report import trials_frame, write_report
 from autoslim.report.frame import front_frame
-from autoslim.report.html import write_html
-from autoslim.report.results import open_results
+from autoslim.report.html import build_html
+from autoslim.report.results import StudyResults, open_results
+from autoslim.safe_io import replacing, safe_write_text
+from autoslim.search.lock import StudyLock
 from autoslim.search.preflight import study_preflight
 from autoslim.search.space import Constraints, SearchSpace
+from autoslim.search.space_check import check_space_unchanged
+from autoslim.search.storage import Heartbeats, ask, fail_stale
 from autoslim.search.study import (
     INTERRUPTED,
+    beyond_budget,
+    claimed_count,
     fail_stale_trials,
     finished_count,
+    give_back,
     make_sampler,
     objective_names,
     open_study,
 )
 from autoslim.tasks import Task, load_task
+from autoslim.tasks.fingerprint import teacher_sha256
 from autoslim.trial import TrialResult, TrialSpec
 
 
@@ -61,6 +74,8 @@ class SearchConfig:
     cpus_per_trial: float = 1.0  # torch threads per trial (process, ray) and the CPUs Ray reserves for it
     gpus_per_trial: float = 0.0  # GPUs Ray reserves per trial (ray only)
     preflight: bool = True  # try each technique on the teacher first; search only what applies (a new study only)
+    storage: str | None = None  # an Optuna RDB URL several drivers share; None: the folder's journal, one driver
+    heartbeat_s: int = 10  # with `storage`: heartbeat interval; a trial silent for 6 intervals is a dead driver's
 
     @property
     def folder(self) -> Path:
@@ -139,6 +154,17 @@ class _Headline:
 
 
 def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] | None = None) -> SearchOutcome:
+    """Run (or resume) the study until it holds ``config.budget`` finished trials; write the results folder.
+
+    Raises ``StudyInUseError`` at once when another driver runs the same journal study."""
+    if config.storage is not None:
+        return _run_search(config, on_progress)
+    with StudyLock(config.folder):  # before the teacher loads: a second driver is refused at once
+        return _run_search(config, on_progress)
+
+
+def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | None) -> SearchOutcome:
+    shared = config.storage is not None
     task = load_task(config.task)  # trains and caches the teacher before any worker starts
     overrides = dict(config.space.objectives)
     profiles = [dataclasses.replace(p, objective=overrides.get(p.name, p.objective)) for p in config.profiles]
@@ -152,16 +178,24 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
         "task": config.task, "space": config.space.name, "profiles": [p.name for p in profiles],
         "objectives": objective_names(profiles),
     }  # fmt: skip
-    sampler = make_sampler(config.sampler, config.seed, constrained=constraints.count > 0)
-    study = open_study(config.folder, config.study, metadata=metadata, n_objectives=len(profiles) + 1, sampler=sampler)
+    # Drivers of one shared study seeded alike would sample the same plans side by side; trial seeds stay seed + n.
+    seed = config.seed + os.getpid() if shared else config.seed
+    sampler = make_sampler(config.sampler, seed, constrained=constraints.count > 0)
+    opened = open_study(config.folder, config.study, metadata=metadata, n_objectives=len(profiles) + 1,
+                        sampler=sampler, storage=config.storage, heartbeat_s=config.heartbeat_s)  # fmt: skip
+    study = opened.study
     # Full profile data beside the study, so report / pick / compare work without the original YAML files.
     study.set_user_attr("profiles", [profile_to_dict(p) for p in profiles])
     study.set_user_attr("constraints", dataclasses.asdict(constraints))
+    if "teacher_sha256" not in study.user_attrs:  # what `export --task` checks the user's task against
+        study.set_user_attr("teacher_sha256", teacher_sha256(task.teacher()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(objective_names(profiles))
-    notes = []
-    stale = fail_stale_trials(study)
+    notes = list(opened.notes)
+    stale = 0 if shared else fail_stale_trials(study)  # shared: only the heartbeat can tell a dead driver's trial
+    if shared:
+        fail_stale(study)
     if stale:
         notes.append(
             f"{stale} trial(s) interrupted by an earlier run were marked interrupted; they do not count "
@@ -172,10 +206,15 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
     # the study, so a resumed run searches the same space).
     space, pre, pre_notes = study_preflight(study, task, config.space, profiles, enabled=config.preflight, fresh=fresh)
     notes += pre_notes
+    check_space_unchanged(study, space)  # before any trial: an edited space is refused with its differences
     if pre is not None:
-        pre.frame().to_csv(config.folder / "preflight.csv", index=False)
-    _enqueue_baseline_and_recipes(study, space)
-    if fresh and config.warm_start is not None:
+        with replacing(config.folder / "preflight.csv") as tmp:
+            pre.frame().to_csv(tmp, index=False)
+    # A fresh shared study is queued by the driver that created it, once (the others find its queue).
+    first = opened.created or not shared
+    if first or not fresh:
+        _enqueue_baseline_and_recipes(study, space)
+    if fresh and first and config.warm_start is not None:
         n = _enqueue_warm_start(study, config.warm_start)
         notes.append(f"warm start: {n} plan(s) from {config.warm_start} fronts queued after the baseline and recipes")
 
@@ -184,6 +223,7 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
     if on_progress:
         on_progress(Progress(done, config.budget, None, headline.text()))
     executor = _make_executor(config, task)
+    heartbeats = Heartbeats(study._storage)
     running: dict[Future, tuple[optuna.Trial, CompressionPlan]] = {}
     starting: optuna.Trial | None = None  # asked but not yet in `running` (an inline trial runs inside submit)
     ran, interrupted = 0, False
@@ -193,12 +233,25 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
         while True:
             out_of_time = deadline is not None and time.monotonic() > deadline
             known = current_fronts(trials_frame(study, profiles), profiles) if config.early_stop else None
-            while not out_of_time and len(running) < executor.slots and done + len(running) < config.budget:
-                starting = study.ask()
+            if shared:
+                fail_stale(study)
+            while (
+                not out_of_time
+                and len(running) < executor.slots
+                and (claimed_count(study) if shared else done + len(running)) < config.budget
+            ):
+                starting = ask(study)
+                heartbeats.add(starting._trial_id)
+                if shared and beyond_budget(study, starting.number, config.budget):
+                    give_back(study, starting)  # another driver claimed the last slot at the same moment
+                    heartbeats.discard(starting._trial_id)
+                    starting = None
+                    break
                 try:
                     plan = _plan_for(starting, space)
                 except (ValueError, TypeError) as exc:  # a sampled combination no config accepts
                     _record(study, starting, CompressionPlan(), TrialResult("infeasible", reason=str(exc)), profiles)
+                    heartbeats.discard(starting._trial_id)
                     starting, done, ran = None, done + 1, ran + 1
                     continue
                 floor = accuracy_floor(constraints, headline.base_acc) if config.early_stop else None
@@ -218,12 +271,14 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
                     result, broken = TrialResult("failed", reason=f"worker process died: {exc!r}"), True
                 headline.add(result, profiles[0], plan.is_baseline)
                 _record(study, trial, plan, result, profiles, constraints, headline.base_acc)
-                done, ran = done + 1, ran + 1
+                heartbeats.discard(trial._trial_id)
+                done, ran = (finished_count(study) if shared else done + 1), ran + 1
                 if on_progress:
                     on_progress(Progress(done, config.budget, result, headline.text()))
             if broken:  # the pool is unusable: its other trials died with it
                 for trial, plan in running.values():
                     _record(study, trial, plan, TrialResult("failed", reason="worker pool broke"), profiles)
+                    heartbeats.discard(trial._trial_id)
                     done, ran = done + 1, ran + 1
                 running.clear()
                 executor.close()
@@ -233,14 +288,17 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
         for trial in [t for t, _ in running.values()] + ([starting] if starting is not None else []):
             trial.set_user_attr("status", INTERRUPTED)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            heartbeats.discard(trial._trial_id)
         notes.append("interrupted: finished trials are saved; run the same command to resume")
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        heartbeats.stop()
         executor.close()
     df = trials_frame(study, profiles)
     fronts = write_report(config.folder, df, profiles)
-    write_html(open_results(config.folder))  # the one-file report; `autoslim report` rebuilds it
+    # The one-file report (`autoslim report` rebuilds it), from this study object: a shared study has no journal.
+    safe_write_text(config.folder / "report.html", build_html(StudyResults(config.folder, study, profiles, df)))
     return SearchOutcome(config.folder, df, fronts, ran, interrupted, notes)
 
 

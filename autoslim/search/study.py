@@ -1,12 +1,14 @@
 """The Optuna study behind a search: objectives, sampler and a journal file under ``results/<study>/``.
 
 The journal (append-only log) is written after every finished trial, so a killed search loses at most the
-trials that were running; the same command resumes it.
+trials that were running; the same command resumes it. ``--storage URL`` puts the study in an Optuna RDB
+instead, shared by several drivers (``autoslim.search.storage``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 
 from autoslim.cost import HardwareProfile
+from autoslim.search.journal import JOURNAL_NAME, check_journal, check_one_study
+from autoslim.search.storage import rdb_storage
 
 INTERRUPTED = "interrupted"
+_TOLD_OTHERWISE = ("ok", "pruned", "infeasible")  # statuses told as COMPLETE / PRUNED, never FAIL
 
 
 def objective_names(profiles: Sequence[HardwareProfile]) -> list[str]:
@@ -56,17 +61,45 @@ class StudyMismatchError(ValueError):
     """An existing study was created with other settings than the ones given now."""
 
 
+@dataclass
+class OpenedStudy:
+    study: optuna.Study
+    created: bool  # this call created it (with an RDB storage: no other driver did first)
+    notes: list[str] = field(default_factory=list)
+
+
 def open_study(
-    folder: Path, name: str, *, metadata: dict[str, Any], n_objectives: int, sampler: optuna.samplers.BaseSampler
-) -> optuna.Study:
-    """Create the study, or load it and check it was made with the same task, space and profiles."""
+    folder: Path, name: str, *, metadata: dict[str, Any], n_objectives: int, sampler: optuna.samplers.BaseSampler,
+    storage: str | None = None, heartbeat_s: int = 10,
+) -> OpenedStudy:  # fmt: skip
+    """Create the study, or load it and check it was made with the same task, space and profiles.
+
+    Without ``storage`` the study is ``folder/study.journal`` (the caller holds the folder's ``StudyLock``): the
+    journal is checked first (a torn last line is dropped, with a note) and must hold this one study only. With
+    an RDB ``storage`` URL several drivers may open the study at once; exactly one of them creates it."""
     folder.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(str(folder / "study.journal")))
     directions = [StudyDirection.MAXIMIZE] + [StudyDirection.MINIMIZE] * (n_objectives - 1)
-    study = optuna.create_study(
-        study_name=name, storage=storage, directions=directions, sampler=sampler, load_if_exists=True
-    )
+    notes: list[str] = []
+    backend: optuna.storages.BaseStorage
+    if storage is None:
+        journal = folder / JOURNAL_NAME
+        repaired = check_journal(journal)
+        notes += [repaired] if repaired else []
+        backend = JournalStorage(JournalFileBackend(str(journal)))
+        exists = check_one_study(backend, name, journal)
+    else:
+        backend, exists = rdb_storage(storage, heartbeat_s=heartbeat_s), False
+    try:
+        # load_if_exists=False: the storage, not a check before it, decides who creates a shared study.
+        study = optuna.create_study(study_name=name, storage=backend, directions=directions, sampler=sampler,
+                                    load_if_exists=exists)  # fmt: skip
+        created = not exists
+    except optuna.exceptions.DuplicatedStudyError:
+        study, created = optuna.load_study(study_name=name, storage=backend, sampler=sampler), False
+    if len(study.directions) != n_objectives:
+        raise StudyMismatchError(f"study {name!r} has {len(study.directions)} objectives, this search {n_objectives}"
+                                 "; resume it with the same profiles, or pass a new --study name")  # fmt: skip
     saved = study.user_attrs.get("autoslim")
     if saved is None:
         study.set_user_attr("autoslim", metadata)
@@ -78,27 +111,54 @@ def open_study(
                 f"study {name!r} in {folder} was created with other settings ({details}). "
                 "Resume it with the same options, or pass a new --study name."
             )
-    return study
+    return OpenedStudy(study, created, notes)
+
+
+def counts_as_finished(t: optuna.trial.FrozenTrial) -> bool:
+    """A trial that ran to a result (ok, infeasible, failed or stopped early), by its ``status`` user attr, not
+    Optuna's state alone (infeasible and stopped-early trials are both told as PRUNED). Interrupted ones do not
+    count, nor a FAIL whose status says otherwise: a trial failed by the heartbeat check after its driver died
+    between recording its result and telling it (a finished trial's attrs can no longer be changed)."""
+    status = t.user_attrs.get("status")
+    if not t.state.is_finished() or status in (None, INTERRUPTED):
+        return False
+    return t.state != optuna.trial.TrialState.FAIL or status not in _TOLD_OTHERWISE
 
 
 def finished_count(study: optuna.Study) -> int:
-    """Trials that ran to a result (ok, infeasible, failed or stopped early), by their ``status`` user attr, not
-    Optuna's state (infeasible and stopped-early trials are both told as PRUNED); interrupted ones do not count."""
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False)
-        if t.state.is_finished() and t.user_attrs.get("status") not in (None, INTERRUPTED)
-    )
+    """Trials that count toward the budget (see ``counts_as_finished``), from every driver of the study."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts_as_finished(t))
 
 
 def fail_stale_trials(study: optuna.Study) -> int:
     """Trials left RUNNING by a killed process: mark them failed/interrupted so they are neither lost nor counted.
 
-    One driver per study: a second search running on the same study at the same time would see the first one's
-    running trials as stale (run distributed work through one driver and an executor instead)."""
+    Only for a journal study, whose folder lock guarantees one driver: every RUNNING trial is then a dead one's.
+    Shared (RDB) studies use the heartbeat instead (``autoslim.search.storage.fail_stale``)."""
     n = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(t._trial_id, "status", INTERRUPTED)
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
         n += 1
     return n
+
+
+def claimed_count(study: optuna.Study) -> int:
+    """Budget slots taken in a shared study: finished plus running trials of every driver, read from storage."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts_as_finished(t) or t.state.name == "RUNNING")
+
+
+def beyond_budget(study: optuna.Study, number: int, budget: int) -> bool:
+    """Whether trials numbered before ``number`` already fill the budget: two drivers that asked for the last slot
+    at once both saw it free; the storage's trial numbers decide which one keeps it."""
+    taken = sum(1 for t in study.get_trials(deepcopy=False)
+                if t.number < number and (counts_as_finished(t) or t.state.name == "RUNNING"))  # fmt: skip
+    return taken >= budget
+
+
+def give_back(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Close a trial that lost the race for the last slot. Interrupted, so it never counts, and a queued hand
+    recipe it took is queued again on the next start."""
+    trial.set_user_attr("status", INTERRUPTED)
+    trial.set_user_attr("reason", "not run: another driver of the shared study filled the budget")
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
