@@ -78,6 +78,17 @@ def summarize(model: str, folder: Path, wall_s: float | None) -> list[dict]:
     return rows
 
 
+def _write(rows: list[dict]) -> None:
+    """real_models.csv: this run's models, plus the rows of models this run did not touch (a rerun of one model
+    keeps the others' figures)."""
+    path = OUT / "real_models.csv"
+    table = pd.DataFrame(rows)
+    if path.exists():
+        old = pd.read_csv(path)
+        table = pd.concat([old[~old["model"].isin(table["model"])], table], ignore_index=True)
+    table.to_csv(path, index=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=int, default=12)
@@ -100,9 +111,8 @@ def main() -> None:
             for note in outcome.notes:
                 print(f"[{model}] {note}")
         rows += summarize(model, folder, wall)
-        table = pd.DataFrame(rows)
         OUT.mkdir(parents=True, exist_ok=True)
-        table.to_csv(OUT / "real_models.csv", index=False)  # after every model: a long run keeps what it did
+        _write(rows)  # after every model: a long run keeps what it did
     print(pd.DataFrame(rows).drop(columns=["best_plan", "preflight"]).to_string(index=False))
 
 

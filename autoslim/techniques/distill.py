@@ -40,6 +40,7 @@ from torch import nn
 
 from autoslim.data import Batch, Data, TensorData, as_data, cycle
 from autoslim.nn_utils import call_model, eval_forward, execution_order, take, weight_layers
+from autoslim.techniques.bn_stats import frozen_batch_norms, reestimate
 from autoslim.techniques.distill_losses import KINDS, LossChoice, output_loss, pick_loss
 from autoslim.techniques.prune_unstructured import enforce_masks
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
@@ -326,6 +327,12 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
     finally:
         if features is not None:
             features.remove()
+    frozen = frozen_batch_norms(model)
+    if frozen:  # their statistics did not follow the fine-tune (see bn_stats)
+        used = reestimate(
+            model, frozen, (b.inputs for b in data.batches(shuffle=True, generator=gen, batch_size=config.batch_size))
+        )
+        note["bn_reestimated"] = {"layers": len(frozen), "batches": used}
     model.eval()
     note["final_loss"] = float(loss.detach())
     return model
