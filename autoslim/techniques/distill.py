@@ -30,7 +30,7 @@ recomputed per batch rather than cached: they would take far more memory than th
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -293,6 +293,11 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
         if not features.names:
             features.remove()
             features = None
+    frozen = frozen_batch_norms(model)
+
+    def stats_batches() -> Iterator[Any]:
+        return (b.inputs for b in data.batches(shuffle=True, generator=gen, batch_size=config.batch_size))
+
     model.train()
     teacher.eval()
     loss = torch.tensor(0.0)
@@ -322,16 +327,15 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
                 raise RuntimeError(f"distill.kd: loss became {float(loss)} in epoch {_epoch}")
             checkable = (_epoch + 1) * steps_per_epoch >= ctx.epoch_callback_min_steps
             if ctx.epoch_callback is not None and _epoch + 1 < epochs and checkable:  # after the last: nothing to save
+                if frozen:  # an early-stop check scores the model: with stale statistics it would score far too low
+                    reestimate(model, frozen, stats_batches())
                 ctx.epoch_callback(_epoch + 1, epochs, model)
                 model.train()  # the callback may have evaluated the model
     finally:
         if features is not None:
             features.remove()
-    frozen = frozen_batch_norms(model)
     if frozen:  # their statistics did not follow the fine-tune (see bn_stats)
-        used = reestimate(
-            model, frozen, (b.inputs for b in data.batches(shuffle=True, generator=gen, batch_size=config.batch_size))
-        )
+        used = reestimate(model, frozen, stats_batches())
         note["bn_reestimated"] = {"layers": len(frozen), "batches": used}
     model.eval()
     note["final_loss"] = float(loss.detach())

@@ -48,3 +48,16 @@ def test_kd_reestimates_only_frozen_statistics(momentum: float) -> None:
         assert torch.allclose(out[1].running_mean, out[0](x).mean(0), atol=1e-4)  # one pass of the data, averaged
     else:
         assert note is None and not torch.equal(out[1].running_mean, before)  # it followed the fine-tune itself
+
+
+def test_an_early_stop_check_sees_reestimated_statistics() -> None:
+    # The check scores the model between epochs: with the pretrained statistics it would stop a trial that recovers.
+    teacher = _net(0.0)
+    x = torch.randn(256, 6) * 2
+    seen: list[torch.Tensor] = []
+    ctx = ApplyContext(example_inputs=x[:4], teacher=teacher, train_data=(x, teacher(x).argmax(1)),
+                       calibration_inputs=x[:64], epoch_callback=lambda e, n, m: seen.append(m[1].running_mean.clone()),
+                       epoch_callback_min_steps=0)  # fmt: skip
+    student = copy.deepcopy(teacher)
+    apply("distill.kd", student, ctx, epochs=2, lr=1e-2, batch_size=32)
+    assert len(seen) == 1 and not torch.equal(seen[0], teacher[1].running_mean)
