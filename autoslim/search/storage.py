@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -56,17 +57,33 @@ def rdb_storage(url: str, *, heartbeat_s: int = 10) -> RDBStorage:
     # SQLite serializes writers: several drivers wait for the file lock instead of failing at once.
     engine: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_s,
-                              grace_period=GRACE_BEATS * heartbeat_s,
-                              heartbeat_stale_trial_callback=_requeue_stale)  # fmt: skip
+        return _open_rdb(url, engine, heartbeat_s)
     except ImportError as exc:
         raise StorageError(f"--storage {shown_url(url)}: its database driver is not installed ({exc}); "
                            "for PostgreSQL: pip install 'psycopg[binary]'") from None  # fmt: skip
     except Exception as exc:  # sqlalchemy's ArgumentError / OperationalError, the server's refusal
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"--storage {shown_url(url)}: cannot open it ({first})") from None
+
+
+def _open_rdb(url: str, engine: dict[str, Any], heartbeat_s: int, *, tries: int = 5) -> RDBStorage:
+    """RDBStorage, retried when drivers started together race to create Optuna's tables: PostgreSQL answers the
+    loser's CREATE TABLE with a unique violation (``pg_type_typname_nsp_index``); once the winner's tables exist,
+    the retry finds them."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(tries):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat_s,
+                                  grace_period=GRACE_BEATS * heartbeat_s,
+                                  heartbeat_stale_trial_callback=_requeue_stale)  # fmt: skip
+        except (IntegrityError, ProgrammingError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def ask(study: optuna.Study) -> optuna.Trial:
