@@ -23,7 +23,19 @@ Formats (the quantize step's weight rounding is kept in the weights of every for
 * ``onnx``: a float ONNX graph. A plan whose ``quantize`` step has 8-bit activations is exported as ``onnx-int8``
   instead: its measured accuracy is that of int8 activations, which only the int8 graph reproduces.
 * ``onnx-int8``: onnxruntime static int8 (QDQ) of that graph, calibrated on the task's calibration inputs
-  (:mod:`autoslim.runtime.onnx_int8`, the numerics the ``quantize`` simulation mirrors).
+  (:mod:`autoslim.runtime.onnx_int8`, the numerics the ``quantize`` simulation mirrors). A plan that simulated
+  some layer below 8 bits (``weight_bits`` 2-6, ``keep_first_last``, ``layer_bits``) is written by
+  :mod:`autoslim.runtime.onnx_mixed` instead: each weight at its simulated bits and scales, INT4 for 2-4 bits and
+  INT8 for 6 and 8 (opset 21), so the file holds what the cost model prices and computes what the search measured.
+  Where the runtime cannot honour a precision: 2- and 3-bit weights take a 4-bit container (their levels only;
+  the bytes of 4 bits), 6-bit ones an 8-bit container, fp16 (16-bit) layers stay float32, and a weight that is
+  not on a symmetric grid (``symmetric=False``) gets onnxruntime's own int8 grid. A weight-only mixed plan
+  (``act_bits=None``) keeps float activations (DequantizeLinear on the weights only), as it was simulated; a
+  weight-only plan that is int8 everywhere still goes through the int8 path, activations and all. The file keeps
+  the format's one name, ``model.int8.onnx`` ("8-bit integer QDQ graph", whatever the weights' widths): the name is
+  checked inside ``--out`` before the rebuild, when the layers' bits are not known yet, and a deployment finds its
+  artifact by format. ``manifest.json``'s ``weight_precision`` says what each layer holds (``summary``:
+  "int4 on 10 layers, int8 on 2 layers"; ``layers``: name, simulated bits, storage, exact).
 * ``torchscript``: ``torch.jit.trace`` of the model (float activations).
 * ``state-dict``: ``{"state_dict", "plan", "seed", "task"}`` saved with ``torch.save``; loads with
   ``weights_only=True``. :func:`load_state_dict_artifact` rebuilds the architecture (the plan without its
@@ -50,10 +62,12 @@ import torch
 from torch import nn
 
 from autoslim.evaluate import score
+from autoslim.nn_utils import weight_layers
 from autoslim.plan import CompressionPlan
 from autoslim.report.pick import Query, pick
 from autoslim.report.results import StudyResults, open_results
 from autoslim.runtime.onnx_int8 import export_onnx, quantize_onnx, session, session_score, strip_autoslim
+from autoslim.runtime.onnx_mixed import export_mixed, is_mixed, simulated_bits
 from autoslim.safe_io import check_folder, check_inside, replacing, safe_write_text
 from autoslim.tasks import Task, load_task
 from autoslim.tasks.fingerprint import teacher_sha256
@@ -166,7 +180,7 @@ def export_trial(
         payload = {"state_dict": stripped.state_dict(), "plan": plan.to_dict(), "seed": seed, "task": task_ref}
         # Written beside the target and renamed over it: never through a symlink planted in --out.
         with replacing(artifact, out) as tmp:
-            artifact_acc, ort_acc = _write_artifact(fmt, stripped, task, tmp, payload, plan)
+            artifact_acc, ort_acc, precision = _write_artifact(fmt, model, stripped, task, tmp, payload, plan)
 
     ok = abs(artifact_acc - recorded) <= tolerance
     manifest = {
@@ -187,6 +201,7 @@ def export_trial(
         "reevaluated_accuracy": reevaluated,
         "artifact_accuracy": artifact_acc,  # in the artifact's own runtime (onnxruntime for the ONNX formats)
         "onnxruntime_accuracy": ort_acc,  # None for the formats that are not ONNX
+        "weight_precision": precision,  # what each weight layer is stored as (onnx-int8); None for the others
         "tolerance": tolerance,
         "agreement_ok": ok,
         "teacher_sha256": teacher_hash,
@@ -262,26 +277,40 @@ def _constraint_warnings(results: StudyResults, number: int, attrs: dict[str, An
     return [f"trial {number} violates the space's constraints ({names}): it is on no front"]
 
 
-def _write_artifact(fmt: str, model: nn.Module, task: Task, path: Path, payload: dict[str, Any],
-                    plan: CompressionPlan) -> tuple[float, float | None]:  # fmt: skip
-    """Write ``path``; return its accuracy on the validation split in its own runtime, and the ORT one (or None)."""
+def _write_artifact(fmt: str, model: nn.Module, stripped: nn.Module, task: Task, path: Path, payload: dict[str, Any],
+                    plan: CompressionPlan) -> tuple[float, float | None, dict[str, Any] | None]:  # fmt: skip
+    """Write ``path`` from ``stripped`` (``model``, the simulated one, gives the per-layer bits); return its accuracy
+    on the validation split in its own runtime, the ORT one (or None) and the weights' precision (onnx-int8)."""
+    precision = None
     if fmt == "onnx":
-        export_onnx(model, task.example_inputs, path)
+        export_onnx(stripped, task.example_inputs, path)
+    elif fmt == "onnx-int8" and is_mixed(model):
+        precision = export_mixed(model, task.example_inputs, task.calibration_inputs(), path).to_dict()
     elif fmt == "onnx-int8":
         with tempfile.TemporaryDirectory() as tmp:
-            fp32 = export_onnx(model, task.example_inputs, Path(tmp) / "model.fp32.onnx")
+            fp32 = export_onnx(stripped, task.example_inputs, Path(tmp) / "model.fp32.onnx")
             quantize_onnx(fp32, path, task.calibration_inputs())
+        precision = _int8_precision(model)
     if fmt in ("onnx", "onnx-int8"):
         acc = session_score(session(path), task)
-        return acc, acc
+        return acc, acc, precision
     if fmt == "torchscript":
         with torch.no_grad():
-            traced = torch.jit.trace(model, _positional(task.example_inputs), check_trace=False)
+            traced = torch.jit.trace(stripped, _positional(task.example_inputs), check_trace=False)
         torch.jit.save(traced, str(path))
         loaded = torch.jit.load(str(path))
-        return score(loaded, task), None
+        return score(loaded, task), None, None
     torch.save(payload, path)
-    return score(load_state_dict_artifact(path, task, plan=plan), task), None
+    return score(load_state_dict_artifact(path, task, plan=plan), task), None, None
+
+
+def _int8_precision(model: nn.Module) -> dict[str, Any]:
+    """The int8 path's record: onnxruntime re-quantizes every Conv / Linear weight to its own int8 grid."""
+    bits = simulated_bits(model)
+    layers = [{"layer": name, "bits": bits.get(name), "storage": "int8"} for name, _m in weight_layers(model)]
+    n = len(layers)
+    return {"summary": f"int8 on {n} layer{'s' * (n != 1)} (onnxruntime's int8 grid)", "counts": {"int8": n},
+            "activations": "uint8", "layers": layers}  # fmt: skip
 
 
 def load_state_dict_artifact(path: str | Path, task: Task, *, plan: CompressionPlan | None = None) -> nn.Module:

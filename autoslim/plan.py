@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from autoslim.techniques import get_technique
+from autoslim.techniques.per_layer import describe_counts
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class Step:
     config: Any  # the technique's frozen config dataclass
 
     def to_dict(self) -> dict[str, Any]:
-        return {"technique": self.technique, "config": asdict(self.config)}
+        # Through JSON, so per-layer tuples read as the lists a saved plan gives back: to_dict() == from JSON.
+        return {"technique": self.technique, "config": json.loads(json.dumps(asdict(self.config)))}
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,14 @@ class CompressionPlan:
 
 
 def _describe_step(step: Step) -> str:
+    text = _describe_config(step)
+    c = step.config
+    if getattr(c, "policy", "uniform") == "sensitivity":
+        text += f" (per layer, {c.target:.0%} of cost on {c.target_profile})" if c.target else " (per layer)"
+    return text
+
+
+def _describe_config(step: Step) -> str:
     c = step.config
     name = step.technique
     if name == "cut.blocks":
@@ -65,6 +75,8 @@ def _describe_step(step: Step) -> str:
     if name == "prune.structured":
         return f"prune {c.ratio:.0%} channels ({c.importance})"
     if name == "prune.unstructured":
+        if c.layer_amounts:
+            return "zero weights per layer: " + describe_counts(c.layer_amounts, lambda a: f"{a:.0%}")
         if c.pattern is not None:
             return f"{c.pattern} sparsity"
         if c.threshold is not None:
@@ -79,6 +91,8 @@ def _describe_step(step: Step) -> str:
         return f"KD {c.epochs}{more} ep lr {c.lr:.1g} T{c.temperature:.1f}"
     if name == "quantize":
         act = f"/a{c.act_bits}" if c.act_bits else ""
+        if c.layer_bits:
+            return describe_counts(c.layer_bits, lambda b: f"w{b}") + (f", a{c.act_bits}" if c.act_bits else "")
         return f"w{c.weight_bits}{act}"
     fields = ", ".join(f"{k}={v}" for k, v in asdict(c).items())
     return f"{name}({fields})"

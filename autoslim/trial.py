@@ -31,6 +31,7 @@ from autoslim.cost.measure import measure_latency_ms
 from autoslim.evaluate import NotFiniteError, score
 from autoslim.nn_utils import to_device
 from autoslim.plan import CompressionPlan, Step
+from autoslim.policy.resolve import resolve_step, wants_policy
 from autoslim.tasks import Task
 from autoslim.techniques import ApplyContext, InfeasibleError, StoppedEarly, get_technique
 from autoslim.techniques.qat import fake_quantized, strip_fake_quant
@@ -60,6 +61,7 @@ class TrialResult:
     notes: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None  # what the model was built with: with the thread count, it rebuilds bit for bit
     threads: int | None = None  # torch CPU threads (kernels split reductions by thread count)
+    plan: dict[str, Any] | None = None  # the plan as built, when a per-layer policy was resolved (else the spec's)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +94,7 @@ def build_model(
     device: str | torch.device = "cpu",
     epoch_callback: Callable[[int, int, nn.Module], None] | None = None,
     notes: dict[str, Any] | None = None,
+    profiles: Sequence[HardwareProfile] = (),
 ) -> tuple[nn.Module, ApplyContext]:
     """A copy of the task's teacher with ``plan`` applied (steps named in ``skip`` left out), in eval mode.
 
@@ -104,7 +107,9 @@ def build_model(
     sees the deployed numerics and costs: most hopeless plans of the default space fail at 2-3-bit weights *after*
     the fine-tune, which the float model in training cannot show. A preview that cannot be built skips that
     epoch's check rather than ending the trial. ``notes`` (when given) becomes ``ctx.notes``, so a caller keeps the
-    steps' records even when a step raises.
+    steps' records even when a step raises. A step with a per-layer ``policy: sensitivity`` is resolved on the
+    model it receives, against ``profiles`` (:mod:`autoslim.policy`); ``ctx.notes["resolved_plan"]`` then holds
+    the plan as built (per-layer values written out), which rebuilds without the sensitivity table.
     """
     torch.manual_seed(seed)
     dev = torch.device(device)
@@ -130,6 +135,7 @@ def build_model(
         output=task.output,
         distill_loss=task.distill_loss,
         teacher_cache_bytes=task.teacher_cache_mb * 1e6,
+        profiles=tuple(profiles),
     )
     qat = next((s.config for s in plan.steps if s.technique == "quantize" and s.config.mode == "qat"), None)
     later: list[Step] = []  # the steps after the running one that a preview applies
@@ -146,16 +152,20 @@ def build_model(
     ctx.epoch_callback_min_steps = EARLY_STOP_MIN_STEPS
     if on_step is not None:
         on_step("teacher", model)
+    built = list(plan.steps)
     for i, step in enumerate(plan.steps):
         if step.technique in skip:
             continue
         later[:] = [s for s in plan.steps[i + 1 :] if s.technique not in skip and s.technique not in TRAINING_STEPS]
+        step = built[i] = resolve_step(step, model, ctx)
         # QAT reads the quantize config even when the quantize step itself is skipped (export builds the float
         # model that an int8 runtime then quantizes): the fine-tuned weights are the QAT-trained ones either way.
         with fake_quantized(model, qat, ctx) if qat is not None and step.technique in TRAINING_STEPS else nullcontext():
             model = get_technique(step.technique).apply(model, step.config, ctx)
         if on_step is not None:
             on_step(step.technique, model)
+    if any(wants_policy(s) for s in plan.steps):
+        ctx.notes["resolved_plan"] = CompressionPlan(tuple(built)).to_dict()
     model.eval()
     return model, ctx
 
@@ -174,6 +184,7 @@ def _preview(model: nn.Module, steps: Sequence[Step], ctx: ApplyContext) -> nn.M
     with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
         preview = strip_fake_quant(copy.deepcopy(model))
         for step in steps:
+            step = resolve_step(step, preview, scratch)
             preview = get_technique(step.technique).apply(preview, step.config, scratch)
     return preview.eval()
 
@@ -268,7 +279,15 @@ def run_trial(
         plan = CompressionPlan.from_dict(spec.plan)
         stop = early_stop(task, spec.min_accuracy, spec.fronts, spec.profiles)
         model, _ = build_model(
-            plan, task, seed=spec.seed, cache=cache, on_step=record, device=device, epoch_callback=stop, notes=notes
+            plan,
+            task,
+            seed=spec.seed,
+            cache=cache,
+            on_step=record,
+            device=device,
+            epoch_callback=stop,
+            notes=notes,
+            profiles=spec.profiles,
         )
         result.accuracy = score(model, task)
         model = model.cpu()  # priced and timed on the CPU whatever it was built on (the cost model is a model)
@@ -287,6 +306,7 @@ def run_trial(
     except Exception as exc:  # failure is a result: the search goes on
         result.status = "failed"
         result.reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
+    result.plan = notes.pop("resolved_plan", None)
     result.notes = _jsonable({**notes, "device": str(device)})
     result.duration_s = time.perf_counter() - start
     return result

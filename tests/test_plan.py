@@ -66,7 +66,7 @@ def test_step_to_dict() -> None:
     step = Step("quantize", QuantizeConfig(weight_bits=8, act_bits=8))
     data = step.to_dict()
     assert data["technique"] == "quantize"
-    assert data["config"] == dataclasses.asdict(QuantizeConfig(weight_bits=8, act_bits=8))
+    assert data["config"] == json.loads(json.dumps(dataclasses.asdict(QuantizeConfig(weight_bits=8, act_bits=8))))
     assert data["config"]["weight_bits"] == 8 and data["config"]["act_bits"] == 8
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from autoslim.techniques.qat import strip_fake_quant
 
 OPSET = 17
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
-ACTIVATION_TYPES = ("uint8", "int8")
+ACTIVATION_TYPES = ("uint8", "int8", "uint16")  # uint16: 16-bit activations (opset 21; float kernels in between)
 
 
 def _ort() -> Any:
@@ -144,8 +144,15 @@ def quantize_onnx(
     calibrate_method: str = "minmax",
     activation_type: str = "uint8",
     batch_size: int = 128,
+    extra_options: dict[str, Any] | None = None,
+    nodes_to_exclude: Sequence[str] = (),
 ) -> Path:
-    """Static quantization (QDQ, int8 weights, 8-bit activations) calibrated on ``calibration_inputs``."""
+    """Static quantization (QDQ, int8 weights, 8-bit activations) calibrated on ``calibration_inputs``.
+
+    ``extra_options`` and ``nodes_to_exclude`` go to onnxruntime's ``quantize_static`` as they are: the hook
+    :mod:`autoslim.runtime.onnx_mixed` uses to give each weight its own type, scales and zero points
+    (``TensorQuantOverrides``) on the same calibration and graph rewriting as the int8 path.
+    """
     if calibrate_method not in CALIBRATION_METHODS:
         raise ValueError(f"calibrate_method must be one of {CALIBRATION_METHODS}, got {calibrate_method!r}")
     if activation_type not in ACTIVATION_TYPES:
@@ -182,9 +189,13 @@ def quantize_onnx(
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             # asymmetric either way: ActivationSymmetric defaults to False
-            activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
+            activation_type={"uint8": QuantType.QUInt8, "int8": QuantType.QInt8, "uint16": QuantType.QUInt16}[
+                activation_type
+            ],
             weight_type=QuantType.QInt8,  # symmetric: WeightSymmetric defaults to True for int8
             calibrate_method=method,
+            nodes_to_exclude=list(nodes_to_exclude),
+            extra_options=extra_options,
         )
     finally:
         root.setLevel(level)

@@ -103,8 +103,10 @@ class SearchOutcome:
 def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, result: TrialResult,
             profiles: Sequence[HardwareProfile], constraints: Constraints | None = None,
             baseline_accuracy: float | None = None) -> None:  # fmt: skip
+    built = CompressionPlan.from_dict(result.plan) if result.plan else plan  # per-layer policies written out
     for key, value in {
-        "status": result.status, "reason": result.reason, "plan": plan.to_dict(), "plan_words": plan.describe(),
+        "status": result.status, "reason": result.reason, "plan": built.to_dict(), "plan_words": built.describe(),
+        "plan_sampled": plan.to_dict(),
         "accuracy": result.accuracy, "costs": result.costs, "params": result.params,
         "duration_s": result.duration_s, "steps": result.steps, "seed": result.seed, "threads": result.threads,
         "notes": result.notes,  # what each step did (KD epochs run, quantized layers, ...) and where it ran
@@ -206,7 +208,9 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
     # the study, so a resumed run searches the same space).
     space, pre, pre_notes = study_preflight(study, task, config.space, profiles, enabled=config.preflight, fresh=fresh)
     notes += pre_notes
-    check_space_unchanged(study, space)  # before any trial: an edited space is refused with its differences
+    check_space_unchanged(
+        study, space, tuple(p.name for p in profiles)
+    )  # before any trial: an edited space is refused with its differences
     if pre is not None:
         with replacing(config.folder / "preflight.csv") as tmp:
             pre.frame().to_csv(tmp, index=False)
@@ -248,7 +252,7 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                     starting = None
                     break
                 try:
-                    plan = _plan_for(starting, space)
+                    plan = _plan_for(starting, space, tuple(p.name for p in profiles))
                 except (ValueError, TypeError) as exc:  # a sampled combination no config accepts
                     _record(study, starting, CompressionPlan(), TrialResult("infeasible", reason=str(exc)), profiles)
                     heartbeats.discard(starting._trial_id)
@@ -340,10 +344,10 @@ def _make_executor(config: SearchConfig, task: Task) -> Executor:
     raise ValueError(f"unknown executor {kind!r}: use inline, process or ray")
 
 
-def _plan_for(trial: optuna.Trial, space: SearchSpace) -> CompressionPlan:
+def _plan_for(trial: optuna.Trial, space: SearchSpace, profiles: tuple[str, ...] = ()) -> CompressionPlan:
     if trial.user_attrs.get("baseline"):
         return CompressionPlan()  # no step at all, even where the space has `when: always` techniques
-    sampled = space.sample(trial)
+    sampled = space.sample(trial, profiles)
     recipe = trial.user_attrs.get("recipe")
     # A recipe runs exactly as written, also fields the space does not sample; its enqueued params keep the
     # sampler's view of the trial consistent with what ran.

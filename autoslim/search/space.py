@@ -27,6 +27,7 @@ import optuna
 import yaml
 
 from autoslim.techniques import get_technique, list_techniques
+from autoslim.techniques.per_layer import POLICIES
 
 WHEN = ("optional", "always", "structural")
 STRUCTURAL_BEFORE = 60.0  # techniques ordered before distillation change the model's structure or weights
@@ -58,11 +59,49 @@ class ParamSpec:
         return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
 
 
+DEFAULT_TARGET = ParamSpec("float", low=0.05, high=0.5, log=True)
+GRID_POINTS = 5  # a float knob's range becomes this many candidates (plus 0 where 0 is allowed) for a policy
+
+
 @dataclass(frozen=True)
 class TechniqueSpec:
     name: str
     when: str
     params: dict[str, ParamSpec]
+    # Per-layer policies this technique may take (``uniform``: one value for every layer; ``sensitivity``: values
+    # allocated per layer against a sampled cost target on a sampled profile, see autoslim.policy).
+    policies: tuple[str, ...] = ("uniform",)
+    target: ParamSpec = DEFAULT_TARGET
+    target_profiles: tuple[str, ...] = ()  # empty: any of the search's profiles
+
+    def candidates(self) -> tuple[Any, ...]:
+        """The per-layer values a policy chooses among: the knob's choices, or a grid over its range."""
+        policy = get_technique(self.name).layer_policy
+        assert policy is not None
+        spec = self.params.get(policy.knob)
+        if spec is None:
+            return policy.candidates
+        if spec.kind == "choice":
+            return tuple(v for v in spec.choices if v is not None)
+        if spec.kind == "fixed":
+            return (spec.value,)
+        assert spec.low is not None and spec.high is not None
+        if spec.kind == "int":
+            return tuple(range(int(spec.low), int(spec.high) + 1))
+        grid = [spec.low + (spec.high - spec.low) * i / (GRID_POINTS - 1) for i in range(GRID_POINTS)]
+        zero = (0.0,) if spec.low > 0 and _allows(self.name, policy.knob, 0.0) else ()
+        return zero + tuple(round(v, 4) for v in grid)
+
+    def profile_choices(self, profiles: tuple[str, ...]) -> tuple[str, ...]:
+        return self.target_profiles or profiles
+
+
+def _allows(technique: str, field_name: str, value: Any) -> bool:
+    try:
+        get_technique(technique).make_config({field_name: value})
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -106,8 +145,11 @@ class SearchSpace:
     objectives: tuple[tuple[str, str], ...] = ()  # (profile, metric) overrides of a profile's own objective
     constraints: Constraints = field(default_factory=lambda: Constraints())
 
-    def sample(self, trial: optuna.Trial) -> dict[str, dict[str, Any]]:
-        """Define-by-run: decide each technique on/off, then its parameters; returns plan steps."""
+    def sample(self, trial: optuna.Trial, profiles: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+        """Define-by-run: decide each technique on/off, then its policy and parameters; returns plan steps.
+
+        A technique sampled with ``policy: sensitivity`` gets a ``target`` share and a ``target_profile`` (one of
+        ``profiles``, the search's) instead of its knob (``weight_bits``): the knob is allocated per layer."""
         steps: dict[str, dict[str, Any]] = {}
         structural_on = False
         for t in self.techniques:
@@ -119,9 +161,29 @@ class SearchSpace:
                 on = bool(trial.suggest_categorical(t.name, [True, False]))
             if not on:
                 continue
-            steps[t.name] = {p: spec.sample(trial, f"{t.name}.{p}") for p, spec in t.params.items()}
+            policy = t.policies[0]
+            if len(t.policies) > 1:
+                policy = str(trial.suggest_categorical(f"{t.name}.policy", list(t.policies)))
+            if policy == "sensitivity":
+                steps[t.name] = self._sample_policy(trial, t, profiles)
+            else:
+                steps[t.name] = {p: spec.sample(trial, f"{t.name}.{p}") for p, spec in t.params.items()}
             structural_on |= get_technique(t.name).order < STRUCTURAL_BEFORE
         return steps
+
+    @staticmethod
+    def _sample_policy(trial: optuna.Trial, t: TechniqueSpec, profiles: tuple[str, ...]) -> dict[str, Any]:
+        policy = get_technique(t.name).layer_policy
+        assert policy is not None
+        out = {p: spec.sample(trial, f"{t.name}.{p}") for p, spec in t.params.items() if p != policy.knob}
+        out.update(policy="sensitivity", target=t.target.sample(trial, f"{t.name}.target"),
+                   candidates=list(t.candidates()))  # fmt: skip
+        choices = t.profile_choices(profiles)
+        if len(choices) > 1:
+            out["target_profile"] = trial.suggest_categorical(f"{t.name}.target_profile", list(choices))
+        elif choices:
+            out["target_profile"] = choices[0]
+        return out
 
     def recipe_params(self, recipe: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """Optuna params that make ``sample`` return ``recipe`` (for ``study.enqueue_trial``)."""
@@ -129,8 +191,13 @@ class SearchSpace:
         for t in self.techniques:
             if t.when == "optional":
                 out[t.name] = t.name in recipe
-            for p, value in recipe.get(t.name, {}).items():
-                if t.params.get(p, ParamSpec("fixed")).kind != "fixed":
+            params = recipe.get(t.name, {})
+            if t.name in recipe and len(t.policies) > 1:
+                out[f"{t.name}.policy"] = params.get("policy", "uniform")
+            for p, value in params.items():
+                if p in ("target", "target_profile") and params.get("policy") == "sensitivity":
+                    out[f"{t.name}.{p}"] = value  # (a fixed one is never suggested: Optuna ignores it)
+                elif t.params.get(p, ParamSpec("fixed")).kind != "fixed":
                     out[f"{t.name}.{p}"] = value
         return out
 
@@ -210,9 +277,9 @@ def space_from_dict(data: Any, *, source: str = "<space>") -> SearchSpace:
         except KeyError:
             raise SpaceError(f"{where}: unknown technique; known: {list_techniques()}") from None
         body = body or {}
-        extra = sorted(set(body) - {"when", "params"})
+        extra = sorted(set(body) - set(_TECHNIQUE_KEYS))
         if extra:
-            raise SpaceError(f"{where}: unknown field(s) {extra}; allowed: params, when")
+            raise SpaceError(f"{where}: unknown field(s) {extra}; allowed: {', '.join(_TECHNIQUE_KEYS)}")
         when = body.get("when", "optional")
         if when not in WHEN:
             raise SpaceError(f"{where}.when: must be one of {WHEN}, got {when!r}")
@@ -223,7 +290,8 @@ def space_from_dict(data: Any, *, source: str = "<space>") -> SearchSpace:
                 raise SpaceError(f"{where}.params.{p}: not a field of {name}; allowed: {sorted(allowed)}")
             params[p] = _param(f"{where}.params.{p}", v)
         _check_values(where, name, params)
-        specs.append((tech.order, TechniqueSpec(name, when, params)))
+        policies, target, target_profiles = _policy(where, name, body)
+        specs.append((tech.order, TechniqueSpec(name, when, params, policies, target, target_profiles)))
     specs.sort(key=lambda x: x[0])
     profiles = data.get("profiles", [])
     if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
@@ -265,6 +333,33 @@ def _with_fixed(space: SearchSpace, recipes: list[dict[str, Any]]) -> tuple[dict
             filled[name] = {**fixed, **dict(params or {})}
         out.append(filled)
     return tuple(out)
+
+
+_TECHNIQUE_KEYS = ("params", "policy", "target", "target_profiles", "when")
+
+
+def _policy(where: str, name: str, body: dict[str, Any]) -> tuple[tuple[str, ...], ParamSpec, tuple[str, ...]]:
+    raw = body.get("policy", "uniform")
+    policies = tuple(raw) if isinstance(raw, list) else (raw,)
+    if not policies or any(p not in POLICIES for p in policies) or len(set(policies)) != len(policies):
+        raise SpaceError(f"{where}.policy: must be one of {list(POLICIES)} or a list of them, got {raw!r}")
+    if "sensitivity" in policies and get_technique(name).layer_policy is None:
+        with_policy = [n for n in list_techniques() if get_technique(n).layer_policy is not None]
+        raise SpaceError(f"{where}.policy: {name} takes no per-layer policy; these do: {with_policy}")
+    if "sensitivity" not in policies:
+        for key in ("target", "target_profiles"):
+            if key in body:
+                raise SpaceError(f"{where}.{key}: only meaningful with policy: sensitivity")
+        return policies, DEFAULT_TARGET, ()
+    target = _param(f"{where}.target", body["target"]) if "target" in body else DEFAULT_TARGET
+    lo = target.value if target.kind == "fixed" else target.low
+    hi = target.value if target.kind == "fixed" else target.high
+    if target.kind == "choice" or not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in (lo, hi)):
+        raise SpaceError(f"{where}.target: a share of the cost in (0, 1]: a number or float: [low, high]")
+    profiles = body.get("target_profiles", [])
+    if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
+        raise SpaceError(f"{where}.target_profiles: must be a list of profile names")
+    return policies, target, tuple(profiles)
 
 
 _TOP_LEVEL = ("constraints", "description", "name", "objectives", "profiles", "recipes", "techniques")

@@ -33,13 +33,21 @@ class SpaceChangedError(StudyMismatchError):
     exit_code = 2
 
 
-def space_distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
+def space_distributions(space: SearchSpace, profiles: tuple[str, ...] = ()) -> dict[str, BaseDistribution]:
     """Every parameter ``space.sample`` can suggest, with its distribution (all conditional branches)."""
     out: dict[str, BaseDistribution] = {}
     for t in space.techniques:
         if t.when == "optional":
             out[t.name] = CategoricalDistribution([True, False])
-        for p, spec in t.params.items():
+        specs = dict(t.params)
+        if len(t.policies) > 1:
+            out[f"{t.name}.policy"] = CategoricalDistribution(list(t.policies))
+        if "sensitivity" in t.policies:
+            specs["target"] = t.target
+            choices = t.profile_choices(profiles)
+            if len(choices) > 1:
+                out[f"{t.name}.target_profile"] = CategoricalDistribution(list(choices))
+        for p, spec in specs.items():
             name = f"{t.name}.{p}"
             if spec.kind == "choice":
                 out[name] = CategoricalDistribution(list(spec.choices))
@@ -74,9 +82,9 @@ def _recorded(study: optuna.Study) -> tuple[dict[str, BaseDistribution], bool]:
     return seen, False
 
 
-def check_space_unchanged(study: optuna.Study, space: SearchSpace) -> None:
+def check_space_unchanged(study: optuna.Study, space: SearchSpace, profiles: tuple[str, ...] = ()) -> None:
     """Store the space's distributions on a study's first run; on a resume, refuse any difference."""
-    now = space_distributions(space)
+    now = space_distributions(space, profiles)
     before, complete = _recorded(study)
     if not before and not complete:
         study.set_user_attr(SPACE_ATTR, {k: distribution_to_json(d) for k, d in now.items()})

@@ -1,7 +1,8 @@
 """``prune.unstructured``: zero the smallest-magnitude weights, globally or per layer, below a threshold, or in an
 N:M semi-structured pattern.
 
-Modes (the first that is set wins): ``pattern="2:4"`` keeps the N largest of every M consecutive weights along
+Modes (the first that is set wins): ``layer_amounts`` prunes each named layer by its own magnitude ranking (a
+per-layer policy's outcome); ``pattern="2:4"`` keeps the N largest of every M consecutive weights along
 the input dimension (the layout sparse tensor cores accelerate); ``threshold`` zeros every ``|w| < threshold``;
 otherwise ``amount`` zeros that fraction by magnitude rank.
 
@@ -11,16 +12,19 @@ optimizer step of a later fine-tune (:func:`enforce_masks`), so zeros stay zero.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from autoslim.cost.layers import LayerStats
 from autoslim.nn_utils import WeightLayer, weight_layers
-from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
+from autoslim.techniques.per_layer import check_policy
+from autoslim.techniques.registry import ApplyContext, InfeasibleError, LayerPolicy, register
 
 MASK = "autoslim_weight_mask"
 _PATTERN = re.compile(r"^(\d+):(\d+)$")
@@ -32,8 +36,16 @@ class UnstructuredPruneConfig:
     scope: Literal["global", "layer"] = "global"  # one magnitude ranking across layers, or one per layer
     threshold: float | None = None  # zero every weight with |w| < threshold
     pattern: str | None = None  # "N:M": keep the N largest of every M consecutive input weights, e.g. "2:4"
+    # Per-layer amounts (see autoslim.techniques.per_layer): when set, each named layer loses that share of its own
+    # weights by magnitude and every other layer is left dense; ``policy="sensitivity"`` fills it at trial time.
+    layer_amounts: tuple[tuple[str, float], ...] = ()
+    policy: Literal["uniform", "sensitivity"] = "uniform"
+    target: float | None = None
+    target_profile: str | None = None
+    candidates: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        check_policy(self, "layer_amounts", _amount)
         if not 0.0 <= self.amount < 1.0:
             raise ValueError(f"amount must be in [0, 1), got {self.amount}")
         if self.scope not in ("global", "layer"):
@@ -44,6 +56,12 @@ class UnstructuredPruneConfig:
             parse_pattern(self.pattern)
             if self.threshold is not None:
                 raise ValueError("pattern and threshold are exclusive: set one of them")
+
+
+def _amount(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"a layer's amount must be in [0, 1), got {value!r}")
+    return float(value)
 
 
 def parse_pattern(pattern: str) -> tuple[int, int]:
@@ -97,6 +115,9 @@ def _set_mask(layer: WeightLayer, mask: torch.Tensor) -> None:
 
 def _masks(layers: list[tuple[str, WeightLayer]], config: UnstructuredPruneConfig, notes: dict) -> list[tuple]:
     """(layer, mask) for every layer this config prunes."""
+    if config.layer_amounts:
+        per_layer = dict(config.layer_amounts)
+        return [(lay, _magnitude_mask(lay, per_layer[name])) for name, lay in layers if per_layer.get(name, 0.0) > 0]
     if config.pattern is not None:
         n, m = parse_pattern(config.pattern)
         ok = [(name, lay) for name, lay in layers if lay.weight[0].numel() % m == 0]
@@ -108,18 +129,40 @@ def _masks(layers: list[tuple[str, WeightLayer]], config: UnstructuredPruneConfi
     if config.scope == "global":
         t = _kth_smallest(torch.cat([lay.weight.abs().flatten() for _, lay in layers]), config.amount)
         return [(lay, (lay.weight.abs() > t).to(lay.weight.dtype)) for _, lay in layers]
-    return [
-        (lay, (lay.weight.abs() > _kth_smallest(lay.weight.abs().flatten(), config.amount)).to(lay.weight.dtype))
-        for _, lay in layers
-    ]
+    return [(lay, _magnitude_mask(lay, config.amount)) for _, lay in layers]
 
 
-@register("prune.unstructured", UnstructuredPruneConfig, order=40)
+def _magnitude_mask(layer: nn.Module, amount: float) -> torch.Tensor:
+    weight = layer.weight
+    assert isinstance(weight, torch.Tensor)
+    return (weight.abs() > _kth_smallest(weight.abs().flatten(), amount)).to(weight.dtype)
+
+
+def _perturb(model: nn.Module, layer: str, amount: float, _config: UnstructuredPruneConfig, _ctx: ApplyContext) -> None:
+    m = model.get_submodule(layer)
+    weight = m.weight
+    assert isinstance(weight, torch.Tensor)
+    if amount > 0:
+        with torch.no_grad():
+            weight.mul_(_magnitude_mask(m, amount))
+
+
+def _restat(stats: LayerStats, amount: float, _config: UnstructuredPruneConfig) -> LayerStats:
+    kept = min(stats.weight_nonzero, stats.weight_numel - int(amount * stats.weight_numel))
+    return dataclasses.replace(stats, weight_nonzero=kept)
+
+
+POLICY = LayerPolicy(knob="amount", layer_field="layer_amounts", candidates=(0.0, 0.3, 0.5, 0.7, 0.8, 0.9),
+                     perturb=_perturb, restat=_restat)  # fmt: skip
+
+
+@register("prune.unstructured", UnstructuredPruneConfig, order=40, layer_policy=POLICY)
 def apply(model: nn.Module, config: UnstructuredPruneConfig, ctx: ApplyContext) -> nn.Module:
     layers = weight_layers(model)
     if not layers:
         raise InfeasibleError("prune.unstructured: the model has no Conv or Linear weights")
-    if config.amount == 0.0 and config.threshold is None and config.pattern is None:
+    nothing = config.amount == 0.0 and not config.layer_amounts
+    if nothing and config.threshold is None and config.pattern is None:
         return model
     notes: dict = {}
     with torch.no_grad():

@@ -24,6 +24,7 @@ picks the compute dtype from them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,8 +32,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from autoslim.cost.layers import LayerStats
 from autoslim.nn_utils import WeightLayer, eval_forward, execution_order, weight_layers
-from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
+from autoslim.techniques.per_layer import check_policy
+from autoslim.techniques.registry import ApplyContext, InfeasibleError, LayerPolicy, register
 
 WEIGHT_BITS = (2, 3, 4, 6, 8, 16)
 ACT_BITS = (8, 16, None)
@@ -53,8 +56,17 @@ class QuantizeConfig:
     calibration: Literal["minmax", "percentile", "mse"] = "minmax"  # how activation ranges are chosen
     keep_first_last: bool = False  # first and last weight layers keep 8-bit weights when weight_bits < 8
     mode: Literal["ptq", "qat"] = "ptq"  # qat: the plan's fine-tune trains under fake quantization
+    # Per-layer weight bits (see autoslim.techniques.per_layer): ``layer_bits`` overrides ``weight_bits`` for the
+    # layers it names; ``policy="sensitivity"`` fills it at trial time from the sensitivity table, for ``target``
+    # (a share of the float model's cost on ``target_profile``) choosing among ``candidates``.
+    layer_bits: tuple[tuple[str, int], ...] = ()
+    policy: Literal["uniform", "sensitivity"] = "uniform"
+    target: float | None = None
+    target_profile: str | None = None
+    candidates: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        check_policy(self, "layer_bits", _bits)
         if self.weight_bits not in WEIGHT_BITS:
             raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}, got {self.weight_bits}")
         if self.act_bits not in ACT_BITS:
@@ -66,6 +78,12 @@ class QuantizeConfig:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+
+
+def _bits(value: Any) -> int:
+    if isinstance(value, bool) or value not in WEIGHT_BITS:
+        raise ValueError(f"weight bits must be one of {WEIGHT_BITS}, got {value!r}")
+    return int(value)
 
 
 def quantize_weight(w: torch.Tensor, bits: int, *, per_channel: bool = True, symmetric: bool = True) -> torch.Tensor:
@@ -118,10 +136,15 @@ class ActFakeQuant:
 
 
 def layer_bits(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) -> list[tuple[WeightLayer, int]]:
-    """Every weight layer with the weight bits it gets (``keep_first_last`` lifts the ends to 8 bits)."""
-    layers = [m for _, m in weight_layers(model)]
+    """Every weight layer with the weight bits it gets (``layer_bits`` where it names the layer, else
+    ``weight_bits``; ``keep_first_last`` lifts the ends of a uniform plan to 8 bits)."""
+    named = weight_layers(model)
+    layers = [m for _, m in named]
     if not layers:
         raise InfeasibleError("quantize: the model has no Conv or Linear weights")
+    if config.layer_bits:
+        per_layer = dict(config.layer_bits)
+        return [(m, per_layer.get(name, config.weight_bits)) for name, m in named]
     kept: set[nn.Module] = set()
     if config.keep_first_last and config.weight_bits < 8:
         order = execution_order(model, ctx.example_inputs) or layers
@@ -173,7 +196,23 @@ def _mse_range(x: torch.Tensor, bits: int) -> tuple[float, float]:
     return best
 
 
-@register("quantize", QuantizeConfig, order=70)
+def _perturb(model: nn.Module, layer: str, bits: int, config: QuantizeConfig, _ctx: ApplyContext) -> None:
+    """That one layer's weights rounded to ``bits`` (weights only: activation ranges are not per-layer choices)."""
+    weight = model.get_submodule(layer).weight
+    assert isinstance(weight, torch.Tensor)
+    with torch.no_grad():
+        weight.copy_(quantize_weight(weight, bits, per_channel=config.per_channel, symmetric=config.symmetric))
+
+
+def _restat(stats: LayerStats, bits: int, config: QuantizeConfig) -> LayerStats:
+    return dataclasses.replace(stats, weight_bits=bits, act_bits=config.act_bits, per_channel=config.per_channel)
+
+
+POLICY = LayerPolicy(knob="weight_bits", layer_field="layer_bits", candidates=(2, 3, 4, 6, 8), perturb=_perturb,
+                     restat=_restat)  # fmt: skip
+
+
+@register("quantize", QuantizeConfig, order=70, layer_policy=POLICY)
 def apply(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) -> nn.Module:
     bits = layer_bits(model, config, ctx)
     ranges: dict[nn.Module, tuple[float, float]] = {}

@@ -58,9 +58,30 @@ class ApplyContext:
     # The task's own distillation loss, (student_out, teacher_out, batch) -> loss; None: chosen by the output.
     distill_loss: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor] | None = None
     teacher_cache_bytes: float = 256e6  # teacher outputs on in-memory training data are cached below this size
+    # The search's hardware profiles: a per-layer policy allocates against one of them (autoslim.policy)
+    profiles: tuple[Any, ...] = ()
 
 
 ApplyFn = Callable[[nn.Module, Any, ApplyContext], nn.Module]
+
+
+@dataclass(frozen=True)
+class LayerPolicy:
+    """How a technique takes per-layer settings, so :mod:`autoslim.policy` can allocate them from a sensitivity
+    table without naming the technique.
+
+    ``knob`` is the config field a uniform trial sets for every layer (``weight_bits``); ``layer_field`` holds the
+    per-layer overrides as ``((layer name, value), ...)`` (``layer_bits``). ``perturb(model, layer, value, config,
+    ctx)`` applies ``value`` to that one layer only, in place (the sensitivity table measures each layer alone);
+    ``restat(stats, value, config)`` says what the value does to the layer's cost-model facts
+    (:class:`autoslim.cost.layers.LayerStats`), so the allocator prices a choice without building it.
+    """
+
+    knob: str
+    layer_field: str
+    candidates: tuple[Any, ...]  # the values a table measures when the plan names none
+    perturb: Callable[[nn.Module, str, Any, Any, ApplyContext], None]
+    restat: Callable[[Any, Any, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,7 @@ class Technique:
     config_cls: type
     apply: ApplyFn
     order: float  # position in a plan's canonical order (lower runs first)
+    layer_policy: LayerPolicy | None = None  # per-layer settings allocated from a sensitivity table
 
     def make_config(self, params: dict[str, Any]) -> Any:
         known = {f.name for f in fields(self.config_cls)}
@@ -81,7 +103,9 @@ class Technique:
 _REGISTRY: dict[str, Technique] = {}
 
 
-def register(name: str, config_cls: type, *, order: float = 55.0) -> Callable[[ApplyFn], ApplyFn]:
+def register(
+    name: str, config_cls: type, *, order: float = 55.0, layer_policy: LayerPolicy | None = None
+) -> Callable[[ApplyFn], ApplyFn]:
     """Register ``apply`` under a stable dotted ``name``; a duplicate name raises.
 
     ``order`` places the technique in a plan's canonical order. Built-ins: cut 10, structured pruning 20,
@@ -92,7 +116,7 @@ def register(name: str, config_cls: type, *, order: float = 55.0) -> Callable[[A
     def deco(fn: ApplyFn) -> ApplyFn:
         if name in _REGISTRY:
             raise ValueError(f"technique {name!r} is already registered")
-        _REGISTRY[name] = Technique(name, config_cls, fn, order)
+        _REGISTRY[name] = Technique(name, config_cls, fn, order, layer_policy)
         return fn
 
     return deco

@@ -54,7 +54,7 @@ def test_search_fills_the_budget_then_resume_tops_it_up(tmp_path: Path, space_fi
     assert df["is_baseline"].tolist() == [True, False, False]
     assert df.loc[0, "plan"] == "baseline (uncompressed)"
     recipe = CompressionPlan.from_params(TINY_SPACE["recipes"][0])
-    assert json.loads(df.loc[1, "plan_json"]) == recipe.to_dict()
+    assert CompressionPlan.from_dict(json.loads(df.loc[1, "plan_json"])) == recipe
     for p in TINY_PROFILES:
         for col in ("latency_ms", "model_bytes", "peak_activation_bytes", "macs"):
             assert df[f"{p}.{col}"].notna().all()
@@ -156,7 +156,7 @@ def test_infeasible_trials_are_recorded_and_the_search_goes_on(tmp_path: Path) -
 def test_a_sampled_plan_no_config_accepts_is_infeasible(
     tmp_path: Path, space_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(SearchSpace, "sample", lambda self, trial: {"quantize": {"weight_bits": 5}})
+    monkeypatch.setattr(SearchSpace, "sample", lambda self, trial, profiles=(): {"quantize": {"weight_bits": 5}})
     outcome = run_search(config(tmp_path, space_file, 3))
     df = outcome.trials
     assert len(df) == 3

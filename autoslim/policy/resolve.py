@@ -1,0 +1,128 @@
+"""Turn a step's ``policy: sensitivity`` into concrete per-layer settings, on the model the step receives.
+
+The step's config names a ``target`` (a share of the cost of the model entering the step, on ``target_profile``'s
+objective) and the candidate values. The resolver reads the technique's sensitivity table (teacher, once per
+task), prices every layer at every candidate on that profile with the cost model (the layer's stats as the
+technique's ``restat`` says the candidate leaves them), and lets :func:`autoslim.policy.allocate.allocate` choose.
+The resolved config carries the per-layer values in the technique's ``layer_field``, so the plan a trial records is
+the one it built: it round-trips to JSON and rebuilds bit for bit without the table.
+
+Which layers take part: the weight layers of the model the step receives. A layer the table does not know (a
+low-rank factor ``fc.0`` / ``fc.1`` of a teacher layer ``fc``) takes its teacher layer's row; one with no such
+ancestor takes each candidate's median over the table. Objectives: ``model_bytes`` and ``latency_ms`` are priced
+per layer exactly as :mod:`autoslim.cost.estimate` does; ``energy_mj`` and ``peak_activation_bytes`` (not sums
+of per-layer terms) are allocated by latency, the closest additive cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections import Counter
+from typing import Any
+
+from torch import nn
+
+from autoslim.cost.estimate import layer_cost, weight_storage_bits
+from autoslim.cost.layers import LayerStats, layer_stats, other_param_count
+from autoslim.cost.profiles import HardwareProfile
+from autoslim.nn_utils import weight_layers
+from autoslim.plan import Step
+from autoslim.policy.allocate import allocate
+from autoslim.policy.sensitivity import SensitivityTable, sensitivity_table
+from autoslim.techniques.registry import ApplyContext, InfeasibleError, get_technique
+
+FLOOR_SLACK = 0.01
+
+
+def wants_policy(step: Step) -> bool:
+    policy = get_technique(step.technique).layer_policy
+    cfg = step.config
+    return (
+        policy is not None
+        and getattr(cfg, "policy", "uniform") == "sensitivity"
+        and not getattr(cfg, policy.layer_field)
+    )
+
+
+def resolve_step(step: Step, model: nn.Module, ctx: ApplyContext) -> Step:
+    """``step`` with its per-layer settings allocated (unchanged when it asks for no policy or is resolved)."""
+    if not wants_policy(step):
+        return step
+    tech = get_technique(step.technique)
+    policy = tech.layer_policy
+    assert policy is not None
+    cfg = step.config
+    profile = _profile(cfg.target_profile, ctx)
+    candidates = tuple(cfg.candidates) or policy.candidates
+    table = sensitivity_table(step.technique, candidates, cfg, ctx)
+    names = [name for name, _ in weight_layers(model)]
+    stats = {s.name: s for s in layer_stats(model, ctx.example_inputs)}
+    names = [n for n in names if n in stats]  # layers that run
+    if not names:
+        raise InfeasibleError(f"{step.technique}: no weight layer to allocate per-layer settings to")
+    metric = profile.objective if profile.objective in ("model_bytes", "latency_ms") else "latency_ms"
+    fixed, cached = _fixed_cost(model, stats, names, profile, metric)
+    current = fixed + sum(_layer_cost(stats[n], profile, metric, cached) for n in names)
+    options = []
+    for n in names:
+        row = _row(table, n)
+        options.append([
+            (_layer_cost(policy.restat(stats[n], v, cfg), profile, metric, cached), row[v]) for v in candidates
+        ])  # fmt: skip
+    # A target below what the cheapest allocation reaches gets that cheapest cost plus 1%: paying a large loss for
+    # the last fraction of a percent of cost (2-bit weights that save 0.2% of an int8 CPU's latency) is never
+    # what a search wants, and the sampler still learns that the target was out of reach (notes["fits"]).
+    cheapest = fixed + sum(min(c for c, _ in o) for o in options)
+    budget = max(cfg.target * current, cheapest * (1.0 + FLOOR_SLACK)) - fixed
+    result = allocate(options, max(budget, 0.0))
+    chosen = tuple((n, candidates[c]) for n, c in zip(names, result.choice, strict=True))
+    ctx.notes[f"{step.technique}.policy"] = {
+        "profile": profile.name, "objective": metric, "target": cfg.target,
+        "fits": result.fits and cfg.target * current >= cheapest,
+        "cost_share": (result.cost + fixed) / current if current else None, "loss": result.loss,
+        "counts": {str(k): v for k, v in sorted(Counter(v for _, v in chosen).items(), key=lambda kv: str(kv[0]))},
+        "table_seconds": table.seconds, "loss_kind": table.loss_kind,
+    }  # fmt: skip
+    return Step(step.technique, dataclasses.replace(cfg, **{policy.layer_field: chosen}))
+
+
+def _profile(name: str | None, ctx: ApplyContext) -> HardwareProfile:
+    by_name = {p.name: p for p in ctx.profiles}
+    if name is None and ctx.profiles:
+        return ctx.profiles[0]
+    if name not in by_name:
+        raise InfeasibleError(f"policy: target profile {name!r} is not one of this search's profiles {sorted(by_name)}")
+    return by_name[name]
+
+
+def _row(table: SensitivityTable, name: str) -> dict[Any, float]:
+    probe = name
+    while probe:
+        if probe in table.layers:
+            return table.of(probe)
+        probe = probe.rpartition(".")[0]
+    return {
+        v: statistics.median(row[i] for row in table.loss) for i, v in enumerate(table.candidates)
+    }  # a layer the teacher did not have
+
+
+def _layer_cost(s: LayerStats, profile: HardwareProfile, metric: str, cached: bool) -> float:
+    if metric == "model_bytes":
+        scales = (s.out_channels if s.per_channel else 1) * 32 if s.weight_bits < 16 else 0
+        return (weight_storage_bits(s, profile) + scales) / 8
+    return layer_cost(s, profile, weights_cached=cached).seconds * 1e3
+
+
+def _fixed_cost(model: nn.Module, stats: dict[str, LayerStats], names: list[str], profile: HardwareProfile,
+                metric: str) -> tuple[float, bool]:  # fmt: skip
+    """The cost the allocation cannot change (biases, norms, layers it does not set), and whether weights stay in
+    cache (judged on the model as it enters the step: the allocation only shrinks it)."""
+    from autoslim.cost.estimate import cost_from_stats
+
+    whole = cost_from_stats(list(stats.values()), other_param_count(model), profile)
+    cached = profile.cache_bytes is not None and whole.model_bytes <= profile.cache_bytes
+    others = [s for n, s in stats.items() if n not in set(names)]
+    if metric == "model_bytes":
+        return whole.model_bytes - sum(_layer_cost(stats[n], profile, metric, cached) for n in names), cached
+    return sum(_layer_cost(s, profile, metric, cached) for s in others), cached

@@ -1,0 +1,235 @@
+"""Per-layer policies vs uniform settings on the default task, and the sensitivity table behind them.
+
+    python benchmarks/policies.py [--seeds 5] [--uniform-seeds 3] [--budget 50] [--workers 2] [--only table]
+
+1. The sensitivity table of the default task (quantize bits and unstructured amounts), measured cold: seconds.
+2. Its proxy (the distillation loss against the teacher on 512 calibration inputs) against the measured metric drop
+   on the full validation split when only that layer takes that value: Spearman rho over every (layer, value),
+   and over the layers at each value.
+3. The allocator: Lagrangian vs exact DP on the real table at targets 4% ... 30% of the float model's bytes.
+4. Searches at ``--budget``: the default space (uniform and sensitivity policies) for ``--seeds`` seeds, the same
+   space with the policies removed (uniform only) for ``--uniform-seeds``; per seed the smallest model within 1 pp
+   of the teacher (mcu bytes, x smaller), the best latency ratio within 1 pp per latency profile, and the
+   hypervolume of every profile's front (as benchmarks/samplers.py: cost / 1.1 x baseline, accuracy from 0).
+
+Writes results/benchmarks/policies.csv (searches), policies_table.csv (table, proxy, allocator) and policies.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import shutil
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+import yaml
+from scipy.stats import spearmanr
+
+from autoslim.cost import get_profile
+from autoslim.evaluate import score
+from autoslim.nn_utils import weight_layers
+from autoslim.policy import sensitivity as sens
+from autoslim.policy.allocate import allocate
+from autoslim.report.frame import front_frame
+from autoslim.report.pareto import hypervolume_2d
+from autoslim.search import SearchConfig, default_space_path, load_space, run_search
+from autoslim.search.space import space_from_dict
+from autoslim.tasks import load_task
+from autoslim.techniques import get_technique
+from autoslim.trial import build_model
+
+OUT = Path("results/benchmarks")
+RUNS = OUT / "policy_runs"
+MCU = "mcu-cortex-m7"
+
+
+def uniform_space():
+    """The default space with every ``policy`` / ``target`` line removed: what the search was before."""
+    data = yaml.safe_load(default_space_path().read_text())
+    for body in data["techniques"].values():
+        for key in ("policy", "target", "target_profiles"):
+            (body or {}).pop(key, None)
+    data["name"] = "default-uniform"
+    return space_from_dict(data, source="default-uniform")
+
+
+def search_rows(df: pd.DataFrame, profiles: list, label: str, seed: int, wall: float) -> list[dict]:
+    ok = df[df["status"] == "ok"]
+    base = ok[ok["is_baseline"]].iloc[0]
+    near = ok[ok["accuracy"] >= base["accuracy"] - 0.01]
+    rows = []
+    for p in profiles:
+        col = f"{p.name}.{p.objective}"
+        ref = 1.1 * float(base[col])
+        front = front_frame(df, p)
+        hv = hypervolume_2d(front["accuracy"].tolist(), (front[col] / ref).tolist(), ref_cost=1.0)
+        best = float(near[col].min())
+        policy = ok["plan_words"].str.contains("per layer").sum() if "plan_words" in ok else None
+        rows.append({
+            "space": label, "seed": seed, "profile": p.name, "objective": p.objective, "hypervolume": hv,
+            "best_1pp_x": float(base[col]) / best, "baseline_accuracy": float(base["accuracy"]), "wall_s": wall,
+            "per_layer_trials": policy, "trials_ok": len(ok),
+        })  # fmt: skip
+    return rows
+
+
+def searches(args: argparse.Namespace) -> pd.DataFrame:
+    space = load_space(default_space_path())
+    profiles = [get_profile(n) for n in space.profiles]
+    csv = OUT / "policies.csv"
+    rows: list[dict] = []
+    plan = [("per-layer", space, s) for s in range(args.seeds)]
+    plan += [("uniform", uniform_space(), s) for s in range(args.uniform_seeds)]
+    for label, sp, seed in plan:
+        name = f"{label}-s{seed}"
+        shutil.rmtree(RUNS / name, ignore_errors=True)
+        t0 = time.perf_counter()
+        cfg = SearchConfig(space=sp, profiles=profiles, budget=args.budget, study=name, results_dir=RUNS, seed=seed,
+                           workers=args.workers)  # fmt: skip
+        outcome = run_search(cfg)
+        wall = time.perf_counter() - t0
+        rows += search_rows(outcome.trials, profiles, label, seed, wall)
+        print(f"{name}: {wall:.0f} s, mcu best<=1pp {rows[-1]['best_1pp_x']:.1f}x", flush=True)
+        pd.DataFrame(rows).to_csv(csv, index=False)
+    return pd.DataFrame(rows)
+
+
+def table_checks() -> list[dict]:
+    """Cold table timing, proxy vs measured drops, allocator comparison."""
+    task = load_task("mnist1d-cnn")
+    torch.set_num_threads(2)
+    model, ctx = build_model(_empty(), task)
+    out: list[dict] = []
+    shutil.rmtree(sens.cache_root() / "sensitivity", ignore_errors=True)
+    base_acc = score(task.teacher(), task)
+    for tech, cfg in (("quantize", get_technique("quantize").make_config({})),
+                      ("prune.unstructured", get_technique("prune.unstructured").make_config({}))):  # fmt: skip
+        policy = get_technique(tech).layer_policy
+        assert policy is not None
+        t0 = time.perf_counter()
+        table = sens.sensitivity_table(tech, policy.candidates, cfg, ctx)
+        seconds = time.perf_counter() - t0
+        out.append({"kind": "table", "technique": tech, "seconds": seconds, "layers": len(table.layers),
+                    "candidates": len(table.candidates), "loss": table.loss_kind})  # fmt: skip
+        proxy, drop = [], []
+        per_value: dict = {v: ([], []) for v in table.candidates}
+        for i, name in enumerate(table.layers):
+            for j, value in enumerate(table.candidates):
+                m = copy.deepcopy(task.teacher())
+                policy.perturb(m, name, value, cfg, ctx)
+                d = base_acc - score(m.eval(), task)
+                proxy.append(table.loss[i][j])
+                drop.append(d)
+                per_value[value][0].append(table.loss[i][j])
+                per_value[value][1].append(d)
+        rho = spearmanr(proxy, drop).statistic
+        out.append({"kind": "proxy", "technique": tech, "value": "all", "spearman_rho": rho, "pairs": len(proxy),
+                    "max_drop_pp": 100 * max(drop)})  # fmt: skip
+        for value, (p, d) in per_value.items():
+            out.append({"kind": "proxy", "technique": tech, "value": value,
+                        "spearman_rho": spearmanr(p, d).statistic if len(set(d)) > 1 else None,
+                        "pairs": len(p), "max_drop_pp": 100 * max(d)})  # fmt: skip
+        print(f"{tech}: table {seconds:.1f} s; proxy rho {rho:.3f} over {len(proxy)} pairs", flush=True)
+        heatmap(table, tech)
+    out += allocator_checks(model, ctx)
+    return out
+
+
+def _empty():
+    from autoslim.plan import CompressionPlan
+
+    return CompressionPlan()
+
+
+def allocator_checks(model, ctx) -> list[dict]:
+    from autoslim.cost.layers import layer_stats
+    from autoslim.policy.resolve import _layer_cost, _row
+
+    tech = get_technique("quantize")
+    cfg = tech.make_config({"act_bits": 8})
+    policy = tech.layer_policy
+    table = sens.sensitivity_table("quantize", policy.candidates, tech.make_config({}), ctx)
+    stats = {s.name: s for s in layer_stats(model, ctx.example_inputs)}
+    mcu = get_profile(MCU)
+    names = [n for n, _ in weight_layers(model) if n in stats]
+    options = [[(_layer_cost(policy.restat(stats[n], v, cfg), mcu, "model_bytes", False), _row(table, n)[v])
+                for v in policy.candidates] for n in names]  # fmt: skip
+    full = sum(_layer_cost(stats[n], mcu, "model_bytes", False) for n in names)
+    rows = []
+    for share in (0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3):
+        got = {}
+        for method in ("lagrangian", "dp"):
+            t0 = time.perf_counter()
+            a = allocate(options, share * full, method=method)
+            got[method] = (a, time.perf_counter() - t0)
+        lag, dp = got["lagrangian"][0], got["dp"][0]
+        rows.append({"kind": "allocator", "technique": "quantize", "value": share, "lagrangian_loss": lag.loss,
+                     "dp_loss": dp.loss, "lagrangian_ms": 1e3 * got["lagrangian"][1], "dp_ms": 1e3 * got["dp"][1],
+                     "gap": (lag.loss - dp.loss) / dp.loss if dp.loss else 0.0, "fits": lag.fits})  # fmt: skip
+    return rows
+
+
+def heatmap(table, tech: str) -> None:
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(table.candidates), 0.8 + 0.3 * len(table.layers)), dpi=100)
+    data = torch.tensor(table.loss).clamp_min(1e-7).log10().numpy()
+    im = ax.imshow(data, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(table.candidates)), [str(c) for c in table.candidates])
+    ax.set_yticks(range(len(table.layers)), table.layers, fontsize=7)
+    ax.set_xlabel(table.knob)
+    ax.set_title(f"{tech}: log10 {table.loss_kind} vs teacher", fontsize=9)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(OUT / f"policies_sensitivity_{re.sub(r'[^a-z]', '_', tech)}.png")
+    plt.close(fig)
+
+
+def plot(df: pd.DataFrame) -> None:
+    profiles = list(dict.fromkeys(df["profile"]))
+    fig, axes = plt.subplots(1, len(profiles) + 1, figsize=(3.6 * (len(profiles) + 1), 3.6), dpi=100)
+    for ax, p in zip(axes, profiles, strict=False):
+        sub = df[df["profile"] == p].groupby("space")["hypervolume"]
+        ax.bar(sub.mean().index, sub.mean().values, yerr=sub.std().fillna(0).values, color=["#dd8452", "#4c72b0"])
+        lo = sub.min().min()
+        ax.set_ylim(lo * 0.995, sub.max().max() * 1.002)
+        ax.set_title(f"{p}: hypervolume", fontsize=9)
+    mcu = df[df["profile"] == MCU]
+    for label, sub in mcu.groupby("space"):
+        axes[-1].plot(sub["seed"], sub["best_1pp_x"], "o-", label=label)
+    axes[-1].axhline(100, color="grey", ls=":")
+    axes[-1].set_title("mcu bytes: smallest <= 1 pp (x smaller)", fontsize=9)
+    axes[-1].set_xlabel("seed")
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / "policies.png")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--uniform-seeds", type=int, default=3)
+    ap.add_argument("--budget", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--only", choices=("table", "search"), default=None)
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.only != "search":
+        rows = table_checks()
+        pd.DataFrame(rows).to_csv(OUT / "policies_table.csv", index=False)
+        print(pd.DataFrame(rows).to_string())
+    if args.only != "table":
+        df = searches(args)
+        summary = df.groupby(["profile", "space"])[["hypervolume", "best_1pp_x"]].agg(["mean", "min"])
+        print(summary.round(4).to_string())
+        plot(df)
+
+
+if __name__ == "__main__":
+    main()

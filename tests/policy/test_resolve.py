@@ -1,0 +1,101 @@
+"""Per-layer policies end to end on a tiny trained task: table, allocation against a profile, a plan that
+round-trips with its per-layer values and rebuilds bit for bit, cost under the target, a description."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from autoslim.cost import builtin_profiles
+from autoslim.plan import CompressionPlan
+from autoslim.policy import sensitivity
+from autoslim.trial import TrialSpec, build_model, run_trial
+from tests.tiny_task import tiny_task
+
+PROFILES = tuple(builtin_profiles()[n] for n in ("mcu-cortex-m7", "x86-avx512-vnni"))
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOSLIM_CACHE", str(tmp_path / "cache"))
+
+
+def _plan(target: float, profile: str = "mcu-cortex-m7", technique: str = "quantize") -> CompressionPlan:
+    params = {"policy": "sensitivity", "target": target, "target_profile": profile}
+    if technique == "quantize":
+        params |= {"candidates": [2, 4, 8]}
+    return CompressionPlan.from_params({technique: params})
+
+
+def test_a_bytes_target_is_met_and_the_resolved_plan_rebuilds_bit_for_bit() -> None:
+    task = tiny_task()
+    result = run_trial(TrialSpec(_plan(0.15).to_dict(), PROFILES), task)
+    assert result.status == "ok", result.reason
+    assert result.plan is not None
+    built = CompressionPlan.from_dict(result.plan)
+    bits = dict(built.steps[0].config.layer_bits)
+    assert len(bits) == 12 and set(bits.values()) <= {2, 4, 8} and len(set(bits.values())) > 1  # a real mix
+    teacher_bytes = run_trial(TrialSpec({"steps": []}, PROFILES), task).costs["mcu-cortex-m7"]["model_bytes"]
+    assert result.costs["mcu-cortex-m7"]["model_bytes"] <= 0.15 * teacher_bytes * 1.001
+    note = result.notes["quantize.policy"]
+    assert note["fits"] and note["profile"] == "mcu-cortex-m7"
+    # the recorded plan carries the per-layer values: JSON round trip, the same weights without any table
+    again = CompressionPlan.from_json(built.to_json())
+    assert again == built
+    a, _ = build_model(built, task)
+    b, _ = build_model(again, task)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert "w2" in built.describe() or "w4" in built.describe()
+
+
+def test_a_tighter_target_gives_fewer_bits_and_a_latency_profile_allocates_by_latency() -> None:
+    task = tiny_task()
+    loose, tight = (run_trial(TrialSpec(_plan(t).to_dict(), PROFILES), task) for t in (0.3, 0.1))
+    mean = [sum(dict(CompressionPlan.from_dict(r.plan).steps[0].config.layer_bits).values()) for r in (loose, tight)]
+    assert mean[1] < mean[0]
+    lat = run_trial(TrialSpec(_plan(0.5, "x86-avx512-vnni").to_dict(), PROFILES), task)
+    assert lat.status == "ok" and lat.notes["quantize.policy"]["objective"] == "latency_ms"
+
+
+def test_the_table_is_measured_once_and_read_back_from_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = tiny_task()
+    run_trial(TrialSpec(_plan(0.2).to_dict(), PROFILES), task)
+    files = list(Path(sensitivity.cache_root(), "sensitivity").glob("*.json"))
+    assert len(files) == 1
+    table = sensitivity.SensitivityTable.from_dict(__import__("json").loads(files[0].read_text()))
+    # every layer loses more at 2 bits than at 8
+    assert all(row[0] > row[-1] for row in table.loss) and table.loss_kind == "kl"
+
+    def boom(*_a, **_k):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(sensitivity, "_measure", boom)
+    assert run_trial(TrialSpec(_plan(0.2).to_dict(), PROFILES), task).status == "ok"
+
+
+def test_unstructured_amounts_per_layer() -> None:
+    task = tiny_task()
+    result = run_trial(TrialSpec(_plan(0.5, technique="prune.unstructured").to_dict(), PROFILES), task)
+    assert result.status == "ok", result.reason
+    amounts = dict(CompressionPlan.from_dict(result.plan).steps[0].config.layer_amounts)
+    assert len(set(amounts.values())) > 1  # layers differ
+    model, _ = build_model(CompressionPlan.from_dict(result.plan), task)
+    for name, amount in amounts.items():
+        w = model.get_submodule(name).weight
+        assert abs(float((w == 0).float().mean()) - amount) < 0.05
+
+
+def test_an_unknown_target_profile_is_an_infeasible_trial() -> None:
+    result = run_trial(TrialSpec(_plan(0.2, "gpu-a100").to_dict(), PROFILES), tiny_task())
+    assert result.status == "infeasible" and "gpu-a100" in result.reason
+
+
+def test_bad_per_layer_fields_name_the_field() -> None:
+    with pytest.raises(ValueError, match="layer_bits"):
+        CompressionPlan.from_params({"quantize": {"layer_bits": {"0": 5}}})
+    with pytest.raises(ValueError, match="target"):
+        CompressionPlan.from_params({"quantize": {"policy": "sensitivity"}})
+    with pytest.raises(ValueError, match="policy"):
+        CompressionPlan.from_params({"quantize": {"policy": "haq"}})
