@@ -15,6 +15,7 @@ from autoslim.cli import export_cmd as _export
 from autoslim.cli import profiles as _profiles
 from autoslim.cli import results_cmds as _results
 from autoslim.cli import search as _search
+from autoslim.cli import sensitivity_cmd as _sensitivity
 from autoslim.cli import spaces as _spaces
 from autoslim.cli.errors import AutoslimGroup, set_debug
 
@@ -38,6 +39,7 @@ app.command("pick")(_results.pick_cmd)
 app.command("compare")(_results.compare)
 app.command("export")(_export.export)
 app.command("check")(_check.check)
+app.command("sensitivity")(_sensitivity.sensitivity)
 app.add_typer(_profiles.app, name="profiles")
 app.add_typer(_spaces.app, name="spaces")
 

@@ -1,7 +1,8 @@
 """Turn a step's ``policy: sensitivity`` into concrete per-layer settings, on the model the step receives.
 
-The step's config names a ``target`` (a share of the cost of the model entering the step, on ``target_profile``'s
-objective) and the candidate values. The resolver reads the technique's sensitivity table (teacher, once per
+The step's config names a ``target`` (a share of the uncompressed teacher's cost on ``target_profile``'s objective:
+the whole model's cost after the step is allocated to stay under it, whatever earlier steps already removed) and
+the candidate values. The resolver reads the technique's sensitivity table (teacher, once per
 task), prices every layer at every candidate on that profile with the cost model (the layer's stats as the
 technique's ``restat`` says the candidate leaves them), and lets :func:`autoslim.policy.allocate.allocate` choose.
 The resolved config carries the per-layer values in the technique's ``layer_field``, so the plan a trial records is
@@ -63,7 +64,7 @@ def resolve_step(step: Step, model: nn.Module, ctx: ApplyContext) -> Step:
         raise InfeasibleError(f"{step.technique}: no weight layer to allocate per-layer settings to")
     metric = profile.objective if profile.objective in ("model_bytes", "latency_ms") else "latency_ms"
     fixed, cached = _fixed_cost(model, stats, names, profile, metric)
-    current = fixed + sum(_layer_cost(stats[n], profile, metric, cached) for n in names)
+    teacher = _teacher_cost(ctx, profile, metric)
     options = []
     for n in names:
         row = _row(table, n)
@@ -74,17 +75,29 @@ def resolve_step(step: Step, model: nn.Module, ctx: ApplyContext) -> Step:
     # the last fraction of a percent of cost (2-bit weights that save 0.2% of an int8 CPU's latency) is never
     # what a search wants, and the sampler still learns that the target was out of reach (notes["fits"]).
     cheapest = fixed + sum(min(c for c, _ in o) for o in options)
-    budget = max(cfg.target * current, cheapest * (1.0 + FLOOR_SLACK)) - fixed
+    budget = max(cfg.target * teacher, cheapest * (1.0 + FLOOR_SLACK)) - fixed
     result = allocate(options, max(budget, 0.0))
     chosen = tuple((n, candidates[c]) for n, c in zip(names, result.choice, strict=True))
     ctx.notes[f"{step.technique}.policy"] = {
         "profile": profile.name, "objective": metric, "target": cfg.target,
-        "fits": result.fits and cfg.target * current >= cheapest,
-        "cost_share": (result.cost + fixed) / current if current else None, "loss": result.loss,
+        "fits": result.fits and cfg.target * teacher >= cheapest,
+        "cost_share": (result.cost + fixed) / teacher if teacher else None, "loss": result.loss,
         "counts": {str(k): v for k, v in sorted(Counter(v for _, v in chosen).items(), key=lambda kv: str(kv[0]))},
         "table_seconds": table.seconds, "loss_kind": table.loss_kind,
     }  # fmt: skip
     return Step(step.technique, dataclasses.replace(cfg, **{policy.layer_field: chosen}))
+
+
+def _teacher_cost(ctx: ApplyContext, profile: HardwareProfile, metric: str) -> float:
+    """The uncompressed teacher's cost on ``profile`` (what a target is a share of), once per process."""
+    from autoslim.cost.estimate import cost_from_stats
+
+    key = f"teacher_cost:{profile.name}:{metric}"
+    if key not in ctx.cache:
+        assert ctx.teacher is not None
+        cost = cost_from_stats(layer_stats(ctx.teacher, ctx.example_inputs), other_param_count(ctx.teacher), profile)
+        ctx.cache[key] = cost.objective(metric)
+    return float(ctx.cache[key])
 
 
 def _profile(name: str | None, ctx: ApplyContext) -> HardwareProfile:

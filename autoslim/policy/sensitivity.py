@@ -146,7 +146,8 @@ def _measure(technique: str, candidates: tuple[Any, ...], config: Any, ctx: Appl
             with torch.no_grad():
                 out = call_model(model.eval(), inputs, output=ctx.output)
                 loss = float(output_loss(choice, out, reference, None, temperature=1.0, alpha=1.0))
-            row.append(loss if loss == loss else float("inf"))  # NaN: the layer cannot take it at all
+            # NaN: the layer cannot take it at all; a tiny negative KL is rounding
+            row.append(max(loss, 0.0) if loss == loss else float("inf"))
             done += 1
             if progress is not None:
                 progress(done, total)

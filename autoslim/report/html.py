@@ -9,6 +9,8 @@ import json
 
 import pandas as pd
 
+from autoslim.policy.sensitivity import SensitivityTable
+from autoslim.policy.show import heatmap_png
 from autoslim.report.plots import plot_front
 from autoslim.report.results import StudyResults
 from autoslim.safe_io import safe_write_text
@@ -52,6 +54,7 @@ def build_html(results: StudyResults) -> str:
     losses = sorted({x for x in df.get("kd_loss", pd.Series(dtype=str)).fillna("") if x}) if len(df) else []
     if losses:  # what distill.kd chose for this model's outputs
         parts += ["<h2>Distillation loss</h2>", "<p>" + "; ".join(html.escape(x) for x in losses) + "</p>"]
+    parts += _sensitivity(results, df)
     preflight = results.study.user_attrs.get("preflight") or {}
     if preflight.get("table"):  # autoslim.search.preflight: each technique tried once on the teacher first
         parts += ["<h2>Preflight: each technique tried on the teacher</h2>", _table(pd.DataFrame(preflight["table"]))]
@@ -60,6 +63,28 @@ def build_html(results: StudyResults) -> str:
               f"<pre>constraints: {html.escape(json.dumps(constraints, indent=2))}</pre>"]  # fmt: skip
     body = "\n".join(parts)
     return f'<!doctype html><html><head><meta charset="utf-8"><title>autoslim report</title><style>{_STYLE}</style></head><body>{body}</body></html>'  # noqa: E501
+
+
+def _sensitivity(results: StudyResults, df: pd.DataFrame) -> list[str]:
+    """The per-layer sensitivity tables the study allocated from, as heat-maps, and how many trials used them."""
+    tables = results.study.user_attrs.get("sensitivity") or {}
+    if not tables:
+        return []
+    words = df["plan"].fillna("") if len(df) else pd.Series(dtype=str)
+    used = int(words.str.contains("per layer").sum())
+    parts = ["<h2>Per-layer sensitivity</h2>",
+             f"<p>{used} trial(s) took per-layer settings allocated from these tables: the loss against the teacher "
+             "when only that layer takes that value (log scale; brighter is more sensitive).</p>"]  # fmt: skip
+    for name, data in sorted(tables.items()):
+        try:
+            table = SensitivityTable.from_dict(data)
+        except (KeyError, TypeError, ValueError):
+            continue  # a damaged attr: the rest of the report still renders
+        buf = io.BytesIO()
+        heatmap_png(table, buf)
+        img = base64.b64encode(buf.getvalue()).decode()
+        parts.append(f'<img alt="sensitivity {html.escape(name)}" src="data:image/png;base64,{img}">')
+    return parts
 
 
 def write_html(results: StudyResults) -> str:

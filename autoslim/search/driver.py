@@ -35,6 +35,7 @@ from autoslim.report.html import build_html
 from autoslim.report.results import StudyResults, open_results
 from autoslim.safe_io import replacing, safe_write_text
 from autoslim.search.lock import StudyLock
+from autoslim.search.policy_tables import prepare_tables
 from autoslim.search.preflight import study_preflight
 from autoslim.search.space import Constraints, SearchSpace
 from autoslim.search.space_check import check_space_unchanged
@@ -214,6 +215,7 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
     if pre is not None:
         with replacing(config.folder / "preflight.csv") as tmp:
             pre.frame().to_csv(tmp, index=False)
+    notes += prepare_tables(study, task, space, profiles, config.folder)
     # A fresh shared study is queued by the driver that created it, once (the others find its queue).
     first = opened.created or not shared
     if first or not fresh:

@@ -39,7 +39,7 @@ import torch
 
 from autoslim.cost import HardwareProfile
 from autoslim.search.preflight_probe import PreflightRow, Prober, check_technique, fmt_value
-from autoslim.search.space import ParamSpec, SearchSpace, TechniqueSpec
+from autoslim.search.space import ParamSpec, SearchSpace
 from autoslim.tasks import Task
 from autoslim.tasks.cache import cache_root
 
@@ -153,7 +153,7 @@ def narrow_space(space: SearchSpace, removed: dict[str, str], narrowed: dict[str
         if t.name in removed:
             continue
         specs = {p: _spec(narrowed[t.name][p]) if p in narrowed.get(t.name, {}) else s for p, s in t.params.items()}
-        techniques.append(TechniqueSpec(t.name, t.when, specs))
+        techniques.append(dataclasses.replace(t, params=specs))  # its policies and target kept
     by_name = {t.name: t for t in techniques}
     old = {t.name: t for t in space.techniques}
     recipes, notes = [], []
