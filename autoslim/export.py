@@ -17,11 +17,12 @@ ends with other weights than on 1), then re-evaluated: the accuracy must equal t
 export stops. The artifact is then written and evaluated on the validation
 split in the runtime it is for; it must agree with the recorded accuracy within ``tolerance`` (0.5 pp).
 
-Formats (the quantize step's weight rounding is kept in the weights of every format; activation fake-quant and
-``autoslim_*`` attributes are stripped):
+Formats (the numeric steps' weight rounding is kept in the weights of every format; activation fake-quant and
+``autoslim_*`` attributes, the cost annotations among them, are stripped):
 
-* ``onnx``: a float ONNX graph. A plan whose ``quantize`` step has 8-bit activations is exported as ``onnx-int8``
-  instead: its measured accuracy is that of int8 activations, which only the int8 graph reproduces.
+* ``onnx``: a float ONNX graph. A plan whose numeric step (``quantize``) has 8-bit activations (``act_bits``) is
+  exported as ``onnx-int8`` instead: its measured accuracy is that of int8 activations, which only the int8 graph
+  reproduces.
 * ``onnx-int8``: onnxruntime static int8 (QDQ) of that graph, calibrated on the task's calibration inputs
   (:mod:`autoslim.runtime.onnx_int8`, the numerics the ``quantize`` simulation mirrors). A plan that simulated
   some layer below 8 bits (``weight_bits`` 2-6, ``keep_first_last``, ``layer_bits``) is written by
@@ -39,7 +40,7 @@ Formats (the quantize step's weight rounding is kept in the weights of every for
 * ``torchscript``: ``torch.jit.trace`` of the model (float activations).
 * ``state-dict``: ``{"state_dict", "plan", "seed", "task"}`` saved with ``torch.save``; loads with
   ``weights_only=True``. :func:`load_state_dict_artifact` rebuilds the architecture (the plan without its
-  fine-tune) and loads the weights into it.
+  fine-tunes, where no structural step follows them) and loads the weights into it.
 
 Beside the artifact, ``manifest.json`` records the plan, seed, per-profile metrics, recorded / re-evaluated /
 artifact accuracies, the teacher's hash, the task and library versions, and the space's constraints the trial
@@ -71,7 +72,8 @@ from autoslim.runtime.onnx_mixed import export_mixed, is_mixed, simulated_bits
 from autoslim.safe_io import check_folder, check_inside, replacing, safe_write_text
 from autoslim.tasks import Task, load_task
 from autoslim.tasks.fingerprint import teacher_sha256
-from autoslim.trial import TRAINING_STEPS, build_model
+from autoslim.techniques import get_technique, list_techniques
+from autoslim.trial import build_model
 
 FORMATS = ("onnx", "onnx-int8", "torchscript", "state-dict")
 ARTIFACTS = {
@@ -318,10 +320,18 @@ def load_state_dict_artifact(path: str | Path, task: Task, *, plan: CompressionP
     only changes weights) with the saved weights loaded. The file is read with ``weights_only=True``."""
     saved = torch.load(path, weights_only=True)
     plan = plan or CompressionPlan.from_dict(saved["plan"])
-    model, _ctx = build_model(plan, task, seed=int(saved["seed"]), skip=TRAINING_STEPS)
+    model, _ctx = build_model(plan, task, seed=int(saved["seed"]), skip=_architecture_only(plan))
     model = strip_autoslim(model)
     model.load_state_dict(saved["state_dict"])
     return model.eval()
+
+
+def _architecture_only(plan: CompressionPlan) -> list[str]:
+    """The steps a rebuild of the architecture can leave out: the fine-tunes, unless a structural step follows one
+    (it chooses what to remove from the fine-tuned weights, so the architecture depends on the fine-tune)."""
+    roles = [get_technique(s.technique).role for s in plan.steps]
+    first = next((i for i, r in enumerate(roles) if r == "fine-tune"), len(roles))
+    return [] if "structural" in roles[first:] else list_techniques(role="fine-tune")
 
 
 def library_versions() -> dict[str, str | None]:
@@ -335,7 +345,10 @@ def library_versions() -> dict[str, str | None]:
 
 
 def _act_bits(plan: CompressionPlan) -> int | None:
-    return next((s.config.act_bits for s in plan.steps if s.technique == "quantize"), None)
+    """The activation bits the plan deploys: those of its last numeric step that sets any (an earlier step's
+    activation quantization stays on the model through a later weight-only one)."""
+    numeric = [s.config for s in plan.steps if get_technique(s.technique).role == "numeric"]
+    return next((bits for c in reversed(numeric) if (bits := getattr(c, "act_bits", None)) is not None), None)
 
 
 def _positional(inputs: Any) -> Any:

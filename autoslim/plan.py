@@ -1,18 +1,21 @@
 """CompressionPlan: the ordered technique steps of one trial; round-trips to JSON.
 
-Steps always run in the canonical order (cut -> structured prune -> low-rank -> unstructured prune / sharing ->
-distill -> quantize): structural changes first, then the distillation fine-tune that recovers them (masks keep
-pruned zeros at zero through it), then quantization so the deployed numerics are the ones measured.
+A plan is an ordered list of steps, and a technique may appear more than once (prune -> KD -> prune -> KD). A plan
+built from ``{technique: params}`` (what a search space samples) is put in the canonical order of the techniques'
+``order`` (cut -> structured prune -> low-rank -> unstructured prune / sharing -> distill -> quantize): structural
+changes first, then the distillation fine-tune that recovers them (masks keep pruned zeros at zero through it),
+then quantization so the deployed numerics are the ones measured. A plan built from a list of steps, or read back
+from JSON, runs in the order given.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from autoslim.techniques import get_technique
-from autoslim.techniques.per_layer import describe_counts
 
 
 @dataclass(frozen=True)
@@ -30,18 +33,27 @@ class CompressionPlan:
     steps: tuple[Step, ...] = ()
 
     @classmethod
-    def from_params(cls, steps: dict[str, dict[str, Any]]) -> CompressionPlan:
+    def from_params(cls, steps: Mapping[str, Mapping[str, Any]]) -> CompressionPlan:
         """Build from ``{technique: {field: value}}``; validates every config and sorts into canonical order."""
-        built = [Step(name, get_technique(name).make_config(dict(params))) for name, params in steps.items()]
-        built.sort(key=lambda s: get_technique(s.technique).order)
-        return cls(tuple(built))
+        built = cls.from_steps(steps.items()).steps
+        return cls(tuple(sorted(built, key=lambda s: get_technique(s.technique).order)))
+
+    @classmethod
+    def from_steps(cls, steps: Iterable[tuple[str, Mapping[str, Any]]]) -> CompressionPlan:
+        """Build from ``[(technique, {field: value}), ...]`` in the order given, repeats kept::
+
+        CompressionPlan.from_steps([("prune.structured", {"ratio": 0.3}), ("distill.kd", {}),
+                                    ("prune.structured", {"ratio": 0.3}), ("distill.kd", {})])
+        """
+        return cls(tuple(Step(name, get_technique(name).make_config(dict(params))) for name, params in steps))
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": [s.to_dict() for s in self.steps]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompressionPlan:
-        return cls.from_params({s["technique"]: s["config"] for s in data["steps"]})
+        """The plan :meth:`to_dict` wrote: its steps in their saved order, repeats kept."""
+        return cls.from_steps((s["technique"], s["config"]) for s in data["steps"])
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -60,39 +72,9 @@ class CompressionPlan:
 
 
 def _describe_step(step: Step) -> str:
-    text = _describe_config(step)
+    text = get_technique(step.technique).describe(step.config)
     c = step.config
+    # The per-layer policy fields are shared by every technique that takes them (autoslim.techniques.per_layer).
     if getattr(c, "policy", "uniform") == "sensitivity":
         text += f" (per layer, {c.target:.0%} of cost on {c.target_profile})" if c.target else " (per layer)"
     return text
-
-
-def _describe_config(step: Step) -> str:
-    c = step.config
-    name = step.technique
-    if name == "cut.blocks":
-        return f"cut {c.fraction:.0%} of blocks" if c.fraction is not None else f"cut {c.n_blocks} block(s)"
-    if name == "prune.structured":
-        return f"prune {c.ratio:.0%} channels ({c.importance})"
-    if name == "prune.unstructured":
-        if c.layer_amounts:
-            return "zero weights per layer: " + describe_counts(c.layer_amounts, lambda a: f"{a:.0%}")
-        if c.pattern is not None:
-            return f"{c.pattern} sparsity"
-        if c.threshold is not None:
-            return f"zero |w| < {c.threshold:.3g}"
-        return f"zero {c.amount:.0%} weights ({c.scope})"
-    if name == "factorize.lowrank":
-        return f"low-rank {c.rank_ratio:.0%}" if c.rank_ratio is not None else f"low-rank {c.energy:.0%} energy"
-    if name == "share.weights":
-        return f"share {2**c.bits} clusters" + (" + huffman" if c.huffman else "")
-    if name == "distill.kd":
-        more = f"(+{c.epochs_per_removed:g}×removed)" if c.epochs_per_removed else ""
-        return f"KD {c.epochs}{more} ep lr {c.lr:.1g} T{c.temperature:.1f}"
-    if name == "quantize":
-        act = f"/a{c.act_bits}" if c.act_bits else ""
-        if c.layer_bits:
-            return describe_counts(c.layer_bits, lambda b: f"w{b}") + (f", a{c.act_bits}" if c.act_bits else "")
-        return f"w{c.weight_bits}{act}"
-    fields = ", ".join(f"{k}={v}" for k, v in asdict(c).items())
-    return f"{name}({fields})"

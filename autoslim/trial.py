@@ -1,12 +1,13 @@
 """One trial: the only place a plan meets a model.
 
-``run_trial(spec, task)`` copies the teacher, applies the plan's steps in canonical order (recording each step's
-effect), scores the metric on held-out validation data and prices the result on every profile. It never raises:
-a plan the model cannot take becomes ``status="infeasible"``; anything else that goes wrong, ``"failed"``.
+``run_trial(spec, task)`` copies the teacher, applies the plan's steps in order (recording each step's effect),
+scores the metric on held-out validation data and prices the result on every profile. It never raises: a plan
+the model cannot take becomes ``status="infeasible"``; anything else that goes wrong, ``"failed"``.
 
-``build_model(plan, task)`` is the building half on its own (export rebuilds a front point's model with it). When
-the plan's ``quantize`` step asks for ``mode="qat"``, the fine-tune steps run under fake quantization
-(:func:`autoslim.techniques.qat.fake_quantized`): the one place two techniques meet, so it lives here.
+``build_model(plan, task)`` is the building half on its own (export rebuilds a front point's model with it). It
+names no technique: a step whose technique has the role ``"fine-tune"`` runs inside the ``fine_tune_wrapper`` of
+the steps after it that declare one (quantize's QAT: the fine-tune trains under the fake quantization the plan
+will deliver). That is the one place two techniques meet, so it lives here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Collection, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,7 +35,8 @@ from autoslim.plan import CompressionPlan, Step
 from autoslim.policy.resolve import resolve_step, wants_policy
 from autoslim.tasks import Task
 from autoslim.techniques import ApplyContext, InfeasibleError, StoppedEarly, get_technique
-from autoslim.techniques.qat import fake_quantized, strip_fake_quant
+from autoslim.techniques.qat import strip_fake_quant
+from autoslim.techniques.registry import FineTuneWrapper
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,6 @@ def _footprint(model: torch.nn.Module, example_inputs: Any) -> dict[str, int]:
         "macs": sum(s.macs for s in stats),
         "weight_bits": sum(s.weight_nonzero * s.weight_bits for s in stats),
     }
-
-
-TRAINING_STEPS = ("distill.kd",)  # steps that fine-tune: a QAT plan runs them under fake quantization
 
 
 def build_model(
@@ -137,7 +136,6 @@ def build_model(
         teacher_cache_bytes=task.teacher_cache_mb * 1e6,
         profiles=tuple(profiles),
     )
-    qat = next((s.config for s in plan.steps if s.technique == "quantize" and s.config.mode == "qat"), None)
     later: list[Step] = []  # the steps after the running one that a preview applies
 
     def look_ahead(epoch: int, epochs: int, training: nn.Module) -> None:
@@ -156,11 +154,12 @@ def build_model(
     for i, step in enumerate(plan.steps):
         if step.technique in skip:
             continue
-        later[:] = [s for s in plan.steps[i + 1 :] if s.technique not in skip and s.technique not in TRAINING_STEPS]
+        later[:] = [s for s in plan.steps[i + 1 :] if s.technique not in skip and not _fine_tunes(s)]
         step = built[i] = resolve_step(step, model, ctx)
-        # QAT reads the quantize config even when the quantize step itself is skipped (export builds the float
-        # model that an int8 runtime then quantizes): the fine-tuned weights are the QAT-trained ones either way.
-        with fake_quantized(model, qat, ctx) if qat is not None and step.technique in TRAINING_STEPS else nullcontext():
+        with ExitStack() as wrappers:
+            if _fine_tunes(step):
+                for wrap, config in _wrappers_after(plan.steps, i):
+                    wrappers.enter_context(wrap(model, config, ctx))
             model = get_technique(step.technique).apply(model, step.config, ctx)
         if on_step is not None:
             on_step(step.technique, model)
@@ -168,6 +167,23 @@ def build_model(
         ctx.notes["resolved_plan"] = CompressionPlan(tuple(built)).to_dict()
     model.eval()
     return model, ctx
+
+
+def _fine_tunes(step: Step) -> bool:
+    return get_technique(step.technique).role == "fine-tune"
+
+
+def _wrappers_after(steps: Sequence[Step], i: int) -> list[tuple[FineTuneWrapper, Any]]:
+    """The fine-tune wrappers for step ``i``: of each technique that has one, its first step after ``i``, so a
+    fine-tune trains for the numerics that step will deliver (prune -> KD -> quantize(qat) -> prune -> KD ->
+    quantize(qat): each KD trains for its own quantize step). A skipped step still counts: export builds the
+    float model that an int8 runtime then quantizes, and its fine-tuned weights are the QAT-trained ones."""
+    found: dict[str, tuple[FineTuneWrapper, Any]] = {}
+    for step in steps[i + 1 :]:
+        wrap = get_technique(step.technique).fine_tune_wrapper
+        if wrap is not None and step.technique not in found:
+            found[step.technique] = (wrap, step.config)
+    return list(found.values())
 
 
 def price(model: nn.Module, example_inputs: Any, profiles: Sequence[HardwareProfile]) -> dict[str, dict[str, Any]]:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from autoslim import export
 from autoslim.cli import app
 from autoslim.cost import get_profile
 from autoslim.evaluate import evaluate
@@ -19,6 +20,7 @@ from autoslim.plan import CompressionPlan
 from autoslim.report.pick import Query
 from autoslim.search import SearchConfig, load_space, run_search
 from autoslim.tasks import load_task
+from autoslim.trial import build_model
 from tests.conftest import TINY_PROFILES, TINY_SPACE, TINY_TASK, write_space
 
 KD = {"epochs": 1, "batch_size": 64}
@@ -140,3 +142,32 @@ def test_default_task_int8_export_agrees_with_onnxruntime(tmp_path: Path) -> Non
     m = done.manifest
     assert m["reevaluated_accuracy"] == m["recorded_accuracy"] > 0.9
     assert abs(m["onnxruntime_accuracy"] - m["recorded_accuracy"]) <= 0.005
+
+
+def test_activation_bits_come_from_the_plan_s_numeric_steps() -> None:
+    assert export._act_bits(CompressionPlan.from_params({"quantize": {"act_bits": 8}, "distill.kd": {}})) == 8
+    assert export._act_bits(CompressionPlan.from_params({"quantize": {}})) is None
+    assert export._act_bits(CompressionPlan.from_params({"prune.unstructured": {}})) is None
+    # an earlier step's activation quantization stays on the model through a later weight-only one
+    assert export._act_bits(CompressionPlan.from_steps([("quantize", {"act_bits": 8}), ("quantize", {})])) == 8
+
+
+def test_a_state_dict_rebuild_leaves_out_the_fine_tunes_unless_a_structural_step_follows_them() -> None:
+    plain = CompressionPlan.from_params({"prune.structured": {"ratio": 0.3}, "distill.kd": KD, "quantize": {}})
+    assert export._architecture_only(plain) == ["distill.kd"]
+    repeated = CompressionPlan.from_steps([("prune.structured", {"ratio": 0.3}), ("distill.kd", KD),
+                                           ("prune.structured", {"ratio": 0.3}), ("distill.kd", KD)])  # fmt: skip
+    assert export._architecture_only(repeated) == []  # the second prune ranks the fine-tuned channels
+
+
+def test_the_state_dict_of_a_repeated_plan_loads_into_its_rebuilt_architecture(tmp_path: Path) -> None:
+    plan = CompressionPlan.from_steps([("prune.structured", {"ratio": 0.3}), ("distill.kd", KD),
+                                       ("prune.structured", {"ratio": 0.3}), ("distill.kd", KD)])  # fmt: skip
+    task = load_task(TINY_TASK)
+    model, _ = build_model(plan, task, seed=0)
+    saved = tmp_path / "model.pt"
+    torch.save({"state_dict": model.state_dict(), "plan": plan.to_dict(), "seed": 0, "task": TINY_TASK}, saved)
+    loaded = load_state_dict_artifact(saved, task)
+    x = task.val[0][:16]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))

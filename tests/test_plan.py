@@ -133,3 +133,41 @@ def test_plugin_technique_sorts_after_structural_steps_and_before_distillation()
 def test_duplicate_registration_raises() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register("quantize", _ScaleConfig)(lambda m, c, x: m)
+
+
+REPEATED = [
+    ("prune.unstructured", {"amount": 0.3}),
+    ("distill.kd", {"epochs": 1}),
+    ("prune.unstructured", {"amount": 0.6}),
+    ("distill.kd", {"epochs": 2}),
+]
+
+
+def test_a_plan_from_steps_keeps_their_order_and_repeats_through_json() -> None:
+    plan = CompressionPlan.from_steps(REPEATED)
+    assert [(s.technique, s.config) for s in plan.steps] == [
+        (name, CompressionPlan.from_params({name: params}).steps[0].config) for name, params in REPEATED
+    ]
+    data = json.loads(plan.to_json())
+    assert [s["technique"] for s in data["steps"]] == [name for name, _ in REPEATED]
+    assert CompressionPlan.from_json(plan.to_json()) == plan == CompressionPlan.from_dict(plan.to_dict())
+    assert plan.describe() == (
+        "zero 30% weights (global) → KD 1 ep lr 0.003 T4.0 → zero 60% weights (global) → KD 2 ep lr 0.003 T4.0"
+    )
+
+
+def test_a_saved_plan_runs_in_its_saved_order() -> None:
+    """from_dict does not re-sort: a plan is what was saved (a saved canonical plan loads as it was)."""
+    data = {"steps": [{"technique": "quantize", "config": {}}, {"technique": "distill.kd", "config": {}}]}
+    assert [s.technique for s in CompressionPlan.from_dict(data).steps] == ["quantize", "distill.kd"]
+    canonical = CompressionPlan.from_params(FULL)
+    assert CompressionPlan.from_dict(json.loads(canonical.to_json())) == canonical
+
+
+def test_descriptions_come_from_the_registry_with_the_per_layer_suffix() -> None:
+    plan = CompressionPlan.from_params(
+        {"quantize": {"policy": "sensitivity", "target": 0.2, "target_profile": "mcu-cortex-m7"}}
+    )
+    assert plan.describe() == "w8 (per layer, 20% of cost on mcu-cortex-m7)"
+    layered = CompressionPlan.from_params({"quantize": {"layer_bits": {"a": 4, "b": 4, "c": 8}, "act_bits": 8}})
+    assert layered.describe() == "w4 on 2 layers, w8 on 1, a8"

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from contextlib import contextmanager
 
 import pytest
 import torch
 
 from autoslim.cost import estimate_cost
 from autoslim.evaluate import evaluate
+from autoslim.nn_utils import weight_layers
 from autoslim.plan import CompressionPlan
-from autoslim.techniques import get_technique, registry
-from autoslim.trial import TrialResult, TrialSpec, run_trial
+from autoslim.techniques import ApplyContext, get_technique, registry
+from autoslim.techniques.qat import is_fake_quantized
+from autoslim.trial import TrialResult, TrialSpec, build_model, run_trial
 from tests.conftest import n_params
 from tests.tiny_task import tiny_task
 
@@ -177,3 +180,67 @@ def test_a_gpu_worker_builds_fine_tunes_and_scores_on_the_gpu(task, profiles, mo
     assert abs(gpu.accuracy - cpu.accuracy) < 0.10
     for name in profiles:
         assert gpu.costs[name]["model_bytes"] == pytest.approx(cpu.costs[name]["model_bytes"], rel=0.02)
+
+
+def test_a_repeated_technique_runs_every_time_it_appears(task, profiles) -> None:
+    """prune -> KD -> prune -> KD: both prunes and both fine-tunes run, in the plan's order, and survive JSON."""
+    plan = CompressionPlan.from_steps([
+        ("prune.unstructured", {"amount": 0.3}), ("distill.kd", {"epochs": 1, "batch_size": 64}),
+        ("prune.unstructured", {"amount": 0.6}), ("distill.kd", {"epochs": 1, "batch_size": 64}),
+    ])  # fmt: skip
+    zeros: list[tuple[str, float]] = []
+
+    def record(name: str, model: torch.nn.Module) -> None:
+        weights = torch.cat([m.weight.detach().flatten() for _, m in weight_layers(model)])
+        zeros.append((name, round(float((weights == 0).float().mean()), 2)))
+
+    build_model(CompressionPlan.from_json(plan.to_json()), task, on_step=record)
+    assert zeros == [("teacher", 0.0), ("prune.unstructured", 0.3), ("distill.kd", 0.3),
+                     ("prune.unstructured", 0.6), ("distill.kd", 0.6)]  # fmt: skip
+    result = run_trial(TrialSpec(plan.to_dict(), tuple(profiles.values())), task)
+    assert result.status == "ok", result.reason
+    assert [s["technique"] for s in result.steps] == [name for name, _ in zeros]
+
+
+def test_each_fine_tune_runs_inside_the_wrapper_of_the_next_step_that_has_one(task, monkeypatch) -> None:
+    """KD -> w8 -> KD -> w4: the first KD trains for w8, the second for w4; a skipped step still wraps (export)."""
+    active: list[int] = []
+    seen: list[tuple[int, ...]] = []
+
+    @contextmanager
+    def wrapper(model, config, ctx):
+        active.append(config.weight_bits)
+        try:
+            yield model
+        finally:
+            active.pop()
+
+    def fine_tune(model, config, ctx):
+        seen.append(tuple(active))
+        return model
+
+    quantize, kd = get_technique("quantize"), get_technique("distill.kd")
+    monkeypatch.setitem(registry._REGISTRY, "quantize", dataclasses.replace(quantize, fine_tune_wrapper=wrapper))
+    monkeypatch.setitem(registry._REGISTRY, "distill.kd", dataclasses.replace(kd, apply=fine_tune))
+    plan = CompressionPlan.from_steps([("distill.kd", {}), ("quantize", {"weight_bits": 8}), ("distill.kd", {}),
+                                       ("quantize", {"weight_bits": 4})])  # fmt: skip
+    build_model(plan, task)
+    assert seen == [(8,), (4,)] and active == []
+    seen.clear()
+    build_model(plan, task, skip=("quantize",))
+    assert seen == [(8,), (4,)]
+    seen.clear()
+    build_model(CompressionPlan.from_steps([("quantize", {}), ("distill.kd", {})]), task)
+    assert seen == [()]  # a numeric step before the fine-tune has delivered its numerics already
+
+
+def test_qat_is_the_quantize_wrapper_and_ptq_wraps_nothing(task) -> None:
+    wrap = get_technique("quantize").fine_tune_wrapper
+    assert wrap is not None
+    model = task.teacher()
+    with wrap(model, get_technique("quantize").make_config({"mode": "ptq"}), ApplyContext(task.example_inputs)):
+        assert not is_fake_quantized(model)
+    qat = get_technique("quantize").make_config({"mode": "qat", "weight_bits": 4, "act_bits": 8})
+    with wrap(model, qat, ApplyContext(task.example_inputs, calibration_inputs=task.calibration_inputs())):
+        assert is_fake_quantized(model)
+    assert not is_fake_quantized(model)

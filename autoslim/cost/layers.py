@@ -1,7 +1,8 @@
 """Per-layer facts a cost model needs, read off a real forward pass of the (compressed) model.
 
 Batch norm is assumed folded into the preceding convolution and activations fused, as every deployment
-runtime does; so the priced layers are the Conv and Linear layers that remain.
+runtime does; so the priced layers are the Conv and Linear layers that remain. How each layer would be stored
+(bits, codebooks) comes from its :class:`~autoslim.cost.annotation.LayerAnnotation`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoslim.cost.annotation import annotation_of
 from autoslim.nn_utils import batch_size_of, call_model, weight_layers
 
 
@@ -85,6 +87,7 @@ def layer_stats(model: nn.Module, example_inputs: Any) -> list[LayerStats]:
             continue  # defined but never run (e.g. replaced branch), or priced inside its attention layer
         in_elems, out_elems = shapes[name]
         w = m.weight
+        note = annotation_of(m)
         if isinstance(m, nn.Linear):
             kind, cin, cout, groups = "linear", m.in_features, m.out_features, 1
             spatial = out_elems // max(cout, 1)
@@ -98,13 +101,10 @@ def layer_stats(model: nn.Module, example_inputs: Any) -> list[LayerStats]:
                 name=name, kind=kind, in_channels=cin, out_channels=cout, groups=groups, macs=macs,
                 in_elems=in_elems, out_elems=out_elems, weight_numel=w.numel(),
                 weight_nonzero=int(torch.count_nonzero(w)),
-                weight_bits=int(getattr(m, "autoslim_weight_bits", 32)),
-                act_bits=getattr(m, "autoslim_act_bits", None),
+                weight_bits=int(note.weight_bits), act_bits=note.act_bits,
                 bias_numel=m.bias.numel() if m.bias is not None else 0, spatial=spatial,
-                group_nonzero=_group_nonzero(w),
-                codebook_bits=getattr(m, "autoslim_codebook_bits", None),
-                per_channel=bool(getattr(m, "autoslim_per_channel", True)),
-                huffman_bits=getattr(m, "autoslim_huffman_bits_per_weight", None),
+                group_nonzero=_group_nonzero(w), codebook_bits=note.codebook_bits,
+                per_channel=bool(note.per_channel), huffman_bits=note.huffman_bits,
             )
         )  # fmt: skip
     return stats
@@ -139,8 +139,8 @@ def _fused_hook(name: str, n: int, out: list[LayerStats]):
                                     bias=3 * e if mod.in_proj_bias is not None else 0))  # fmt: skip
             out.append(_linear_like(f"{name}.scores", e, tokens, tokens, None, macs=2 * tokens * tokens * e))
             out.append(_linear_like(f"{name}.out_proj", e, e, tokens, proj.weight, macs=tokens * e * e,
-                                    weight_bits=int(getattr(proj, "autoslim_weight_bits", 32)),
-                                    act_bits=getattr(proj, "autoslim_act_bits", None),
+                                    weight_bits=int(annotation_of(proj).weight_bits),
+                                    act_bits=annotation_of(proj).act_bits,
                                     bias=proj.bias.numel() if proj.bias is not None else 0))  # fmt: skip
         elif isinstance(mod, nn.RNNBase):
             steps = x.shape[1] if mod.batch_first and x.dim() == 3 else x.shape[0]

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoslim.cost.annotation import annotation_of
 from autoslim.nn_utils import batch_size_of, call_model, take, weight_layers
 
 BACKENDS = ("auto", "onnxruntime", "torch")
@@ -38,8 +39,8 @@ def time_median_s(fn: Callable[[], Any], *, warmup: int = 5, min_time_s: float =
 def runs_int8(model: nn.Module) -> bool:
     """True when the model's quantized layers would run integer kernels (8-bit weights and activations)."""
     for _, m in weight_layers(model):
-        act_bits = getattr(m, "autoslim_act_bits", None)
-        if isinstance(act_bits, int) and act_bits <= 8 and getattr(m, "autoslim_weight_bits", 32) <= 8:
+        note = annotation_of(m)
+        if note.act_bits is not None and note.act_bits <= 8 and note.weight_bits <= 8:
             return True
     return False
 

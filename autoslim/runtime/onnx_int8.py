@@ -5,7 +5,7 @@ runs the same plan for real, to check that the simulation predicts it::
 
     from autoslim.runtime.onnx_int8 import build_float_model, int8_session, session_accuracy
 
-    model = build_float_model(plan, task)              # the plan minus its quantize step (QAT-trained if asked)
+    model = build_float_model(plan, task)              # the plan minus its numeric steps (QAT-trained if asked)
     session = int8_session(model, task, "/tmp/model")  # writes model.fp32.onnx and model.int8.onnx
     print(session_accuracy(session, task.val))
 
@@ -38,6 +38,7 @@ from autoslim.evaluate import Metric, accuracy
 from autoslim.nn_utils import batch_size_of, call_model, take
 from autoslim.plan import CompressionPlan
 from autoslim.tasks import Task
+from autoslim.techniques import list_techniques
 from autoslim.techniques.qat import strip_fake_quant
 
 OPSET = 17
@@ -57,21 +58,22 @@ def _ort() -> Any:
 def build_float_model(
     plan: CompressionPlan | dict[str, Any], task: Task, *, seed: int = 0, cache: dict[str, Any] | None = None
 ) -> nn.Module:
-    """The plan's model before its ``quantize`` step (the runtime quantizes), stripped of autoslim additions.
+    """The plan's model without its numeric steps (the runtime quantizes), stripped of autoslim additions.
 
-    Same code path as :func:`autoslim.trial.run_trial`; a ``quantize`` step with ``mode="qat"`` still makes the
-    fine-tune quantization-aware.
+    Same code path as :func:`autoslim.trial.run_trial`; a skipped step's ``fine_tune_wrapper`` still applies (a
+    ``quantize`` step with ``mode="qat"`` still makes the fine-tune quantization-aware).
     """
     from autoslim.trial import build_model  # trial imports the cost model; keep this module light to import
 
     if isinstance(plan, dict):
         plan = CompressionPlan.from_dict(plan)
-    model, _ctx = build_model(plan, task, seed=seed, cache=cache, skip=("quantize",))
+    model, _ctx = build_model(plan, task, seed=seed, cache=cache, skip=list_techniques(role="numeric"))
     return strip_autoslim(model)
 
 
 def strip_autoslim(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` without fake-quant hooks, QAT forwards and ``autoslim_*`` attributes or buffers."""
+    """A copy of ``model`` without fake-quant hooks, QAT forwards and ``autoslim_*`` attributes (the cost
+    annotation among them) or buffers."""
     model = strip_fake_quant(copy.deepcopy(model))
     for m in model.modules():
         for name in [n for n in m._buffers if n.startswith("autoslim_")]:

@@ -6,7 +6,7 @@ than the ones the search measured. Here each weight keeps the simulation's own g
 
     from autoslim.runtime.onnx_mixed import export_mixed
 
-    model, _ctx = build_model(plan, task)                  # the simulated model, ``autoslim_*`` attributes and all
+    model, _ctx = build_model(plan, task)                  # the simulated model, cost annotations and all
     out = export_mixed(model, task.example_inputs, task.calibration_inputs(), "deploy/model.int8.onnx")
     print(out.summary())                                   # "int4 on 10 layers, int8 on 2 layers"
 
@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from autoslim.cost.annotation import annotation_of
 from autoslim.nn_utils import execution_order, weight_layers
 from autoslim.runtime.onnx_int8 import export_onnx, quantize_onnx, session, strip_autoslim
 from autoslim.techniques.quantize import ActFakeQuant
@@ -111,8 +112,9 @@ class MixedExport:
 
 def simulated_bits(model: nn.Module) -> dict[str, int]:
     """Torch module name -> the weight bits the ``quantize`` step gave it (read before ``strip_autoslim``)."""
-    bits = {n: getattr(m, "autoslim_weight_bits", None) for n, m in weight_layers(model)}
-    return {n: int(b) for n, b in bits.items() if b is not None}
+    # A layer no numeric step marked reads 32 bits: a float layer, as before any quantization.
+    bits = {n: annotation_of(m).weight_bits for n, m in weight_layers(model)}
+    return {n: int(b) for n, b in bits.items() if b < 32}
 
 
 def is_mixed(model: nn.Module) -> bool:
@@ -226,7 +228,7 @@ def _act_qparams(module: nn.Module) -> ActFakeQuant | None:
 
 
 def _activation_kind(model: nn.Module, activation_type: str) -> str:
-    bits = [int(b) for _, m in weight_layers(model) if (b := getattr(m, "autoslim_act_bits", None)) is not None]
+    bits = [int(b) for _, m in weight_layers(model) if (b := annotation_of(m).act_bits) is not None]
     if not bits:
         return "float"
     return "uint16" if max(bits) > 8 else activation_type
@@ -291,7 +293,7 @@ def _plan_layers(graph: Any, model: nn.Module, example_inputs: Any) -> list[_Lay
         if b is None or b > 8:
             plans.append(_Layer(w, layer, b, None))
             continue
-        per_channel = bool(getattr(modules[layer], "autoslim_per_channel", True))
+        per_channel = annotation_of(modules[layer]).per_channel
         sim = _grid_scales(modules[layer].weight.detach().cpu().double().numpy(), b, per_channel)
         scale = _onnx_scales(w, sim, fold, b) if sim is not None else None
         note = "" if scale is not None else "not on a symmetric grid (symmetric=False?): onnxruntime's own int8 grid"

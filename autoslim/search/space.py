@@ -30,7 +30,6 @@ from autoslim.techniques import get_technique, list_techniques
 from autoslim.techniques.per_layer import POLICIES
 
 WHEN = ("optional", "always", "structural")
-STRUCTURAL_BEFORE = 60.0  # techniques ordered before distillation change the model's structure or weights
 
 
 class SpaceError(ValueError):
@@ -168,7 +167,7 @@ class SearchSpace:
                 steps[t.name] = self._sample_policy(trial, t, profiles)
             else:
                 steps[t.name] = {p: spec.sample(trial, f"{t.name}.{p}") for p, spec in t.params.items()}
-            structural_on |= get_technique(t.name).order < STRUCTURAL_BEFORE
+            structural_on |= get_technique(t.name).role == "structural"
         return steps
 
     @staticmethod

@@ -13,6 +13,7 @@ from autoslim.techniques import (  # noqa: F401
     share,
 )
 from autoslim.techniques.registry import (
+    ROLES,
     ApplyContext,
     InfeasibleError,
     StoppedEarly,
@@ -23,6 +24,7 @@ from autoslim.techniques.registry import (
 )
 
 __all__ = [
+    "ROLES",
     "ApplyContext",
     "InfeasibleError",
     "StoppedEarly",

@@ -330,7 +330,11 @@ def _no_block_reason(found: _Found) -> str:
     )
 
 
-@register("cut.blocks", CutBlocksConfig, order=10)
+def describe(c: CutBlocksConfig) -> str:
+    return f"cut {c.fraction:.0%} of blocks" if c.fraction is not None else f"cut {c.n_blocks} block(s)"
+
+
+@register("cut.blocks", CutBlocksConfig, order=10, role="structural", describe=describe)
 def apply(model: nn.Module, config: CutBlocksConfig, ctx: ApplyContext) -> nn.Module:
     data = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
     found = _find(model, data, ctx.example_inputs)

@@ -259,7 +259,12 @@ def _epoch_batches(data: Data, config: KDConfig, gen: torch.Generator) -> tuple[
     return (lambda: (next(stream) for _ in range(n))), n
 
 
-@register("distill.kd", KDConfig, order=60)
+def describe(c: KDConfig) -> str:
+    more = f"(+{c.epochs_per_removed:g}×removed)" if c.epochs_per_removed else ""
+    return f"KD {c.epochs}{more} ep lr {c.lr:.1g} T{c.temperature:.1f}"
+
+
+@register("distill.kd", KDConfig, order=60, role="fine-tune", describe=describe)
 def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
     if ctx.teacher is None or ctx.train_data is None:
         raise InfeasibleError("distill.kd: the task provides no teacher or no training data")

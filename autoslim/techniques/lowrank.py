@@ -124,7 +124,11 @@ def _still_runs(model: nn.Module, example_inputs: Any) -> bool:
     return True
 
 
-@register("factorize.lowrank", LowRankConfig, order=30)
+def describe(c: LowRankConfig) -> str:
+    return f"low-rank {c.rank_ratio:.0%}" if c.rank_ratio is not None else f"low-rank {c.energy:.0%} energy"
+
+
+@register("factorize.lowrank", LowRankConfig, order=30, role="structural", describe=describe)
 def apply(model: nn.Module, config: LowRankConfig, ctx: ApplyContext) -> nn.Module:
     layers = weight_layers(model)
     if not layers:

@@ -1,8 +1,8 @@
 """The fields a technique with per-layer settings shares, and their checks.
 
 A config that takes per-layer settings has ``policy`` (``uniform``: one value for every layer, as before;
-``sensitivity``: allocated per layer by :mod:`autoslim.policy` at trial time), ``target`` (the share of the cost of
-the model entering the step to allocate for, on ``target_profile``'s objective), ``candidates`` (the values the
+``sensitivity``: allocated per layer by :mod:`autoslim.policy` at trial time), ``target`` (the share of the uncompressed
+teacher's cost the model after the step may have, on ``target_profile``'s objective), ``candidates`` (the values the
 allocator may give a layer) and one per-layer field (``layer_bits``, ``layer_amounts``) that holds the outcome as
 ``((layer name, value), ...)``. A config whose per-layer field is set is applied as written, whatever ``policy``
 says: that is how a resolved plan rebuilds bit for bit without the sensitivity table.
@@ -45,7 +45,7 @@ def check_policy(config: Any, field: str, check: Callable[[Any], Any]) -> None:
     if config.target is not None and not (isinstance(config.target, (int, float)) and 0.0 < config.target <= 1.0):
         raise ValueError(f"target must be a share of the cost in (0, 1], got {config.target!r}")
     if config.policy == "sensitivity" and config.target is None and not getattr(config, field):
-        raise ValueError("policy 'sensitivity' needs a target (a share of the step's input cost, e.g. 0.2)")
+        raise ValueError("policy 'sensitivity' needs a target (a share of the teacher's cost, e.g. 0.05)")
     if config.target_profile is not None and not isinstance(config.target_profile, str):
         raise ValueError(f"target_profile must be a profile name, got {config.target_profile!r}")
 

@@ -327,7 +327,11 @@ def _prune_within(
     return box["outcome"]
 
 
-@register("prune.structured", StructuredPruneConfig, order=20)
+def describe(c: StructuredPruneConfig) -> str:
+    return f"prune {c.ratio:.0%} channels ({c.importance})"
+
+
+@register("prune.structured", StructuredPruneConfig, order=20, role="structural", describe=describe)
 def apply(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) -> nn.Module:
     if config.ratio == 0.0:
         return model

@@ -23,7 +23,7 @@ from torch import nn
 
 from autoslim.cost.layers import LayerStats
 from autoslim.nn_utils import WeightLayer, weight_layers
-from autoslim.techniques.per_layer import check_policy
+from autoslim.techniques.per_layer import check_policy, describe_counts
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, LayerPolicy, register
 
 MASK = "autoslim_weight_mask"
@@ -156,7 +156,18 @@ POLICY = LayerPolicy(knob="amount", layer_field="layer_amounts", candidates=(0.0
                      perturb=_perturb, restat=_restat)  # fmt: skip
 
 
-@register("prune.unstructured", UnstructuredPruneConfig, order=40, layer_policy=POLICY)
+def describe(c: UnstructuredPruneConfig) -> str:
+    if c.layer_amounts:
+        return "zero weights per layer: " + describe_counts(c.layer_amounts, lambda a: f"{a:.0%}")
+    if c.pattern is not None:
+        return f"{c.pattern} sparsity"
+    if c.threshold is not None:
+        return f"zero |w| < {c.threshold:.3g}"
+    return f"zero {c.amount:.0%} weights ({c.scope})"
+
+
+@register("prune.unstructured", UnstructuredPruneConfig, order=40, layer_policy=POLICY, role="structural",
+          describe=describe)  # fmt: skip
 def apply(model: nn.Module, config: UnstructuredPruneConfig, ctx: ApplyContext) -> nn.Module:
     layers = weight_layers(model)
     if not layers:

@@ -15,26 +15,29 @@ logits, and both are the most sensitive to rounding. Their activations follow ``
 ``act_bits`` is never below 8, so there is nothing to protect, and leaving them in float would force a float
 island (dequantize / requantize) on int8 hardware that the cost model would not see.
 
-``mode="qat"`` changes nothing here: it asks :func:`autoslim.trial.build_model` to run the plan's fine-tune
-(``distill.kd``) under fake quantization (:mod:`autoslim.techniques.qat`); this step then rounds the trained weights.
+``mode="qat"`` changes nothing here: the technique's ``fine_tune_wrapper`` makes
+:func:`autoslim.trial.build_model` run the plan's fine-tune (``distill.kd``) under fake quantization
+(:mod:`autoslim.techniques.qat`); this step then rounds the trained weights.
 
-Each quantized layer carries ``autoslim_weight_bits`` / ``autoslim_act_bits``: the cost model prices bytes and
-picks the compute dtype from them.
+Each quantized layer is annotated (:func:`autoslim.cost.annotation.annotate`) with its weight bits, activation
+bits and scale granularity: the cost model prices bytes and picks the compute dtype from them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from autoslim.cost.annotation import annotate
 from autoslim.cost.layers import LayerStats
 from autoslim.nn_utils import WeightLayer, eval_forward, execution_order, weight_layers
-from autoslim.techniques.per_layer import check_policy
+from autoslim.techniques.per_layer import check_policy, describe_counts
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, LayerPolicy, register
 
 WEIGHT_BITS = (2, 3, 4, 6, 8, 16)
@@ -58,7 +61,7 @@ class QuantizeConfig:
     mode: Literal["ptq", "qat"] = "ptq"  # qat: the plan's fine-tune trains under fake quantization
     # Per-layer weight bits (see autoslim.techniques.per_layer): ``layer_bits`` overrides ``weight_bits`` for the
     # layers it names; ``policy="sensitivity"`` fills it at trial time from the sensitivity table, for ``target``
-    # (a share of the float model's cost on ``target_profile``) choosing among ``candidates``.
+    # (a share of the teacher's cost on ``target_profile``) choosing among ``candidates``.
     layer_bits: tuple[tuple[str, int], ...] = ()
     policy: Literal["uniform", "sensitivity"] = "uniform"
     target: float | None = None
@@ -212,7 +215,23 @@ POLICY = LayerPolicy(knob="weight_bits", layer_field="layer_bits", candidates=(2
                      restat=_restat)  # fmt: skip
 
 
-@register("quantize", QuantizeConfig, order=70, layer_policy=POLICY)
+def describe(c: QuantizeConfig) -> str:
+    if c.layer_bits:
+        return describe_counts(c.layer_bits, lambda b: f"w{b}") + (f", a{c.act_bits}" if c.act_bits else "")
+    return f"w{c.weight_bits}" + (f"/a{c.act_bits}" if c.act_bits else "")
+
+
+def fine_tune_wrapper(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) -> AbstractContextManager[Any]:
+    """QAT: the plan's fine-tune before this step trains under this step's fake quantization; PTQ: nothing."""
+    if config.mode != "qat":
+        return nullcontext(model)
+    from autoslim.techniques.qat import fake_quantized  # qat builds on this module's quantizers
+
+    return fake_quantized(model, config, ctx)
+
+
+@register("quantize", QuantizeConfig, order=70, layer_policy=POLICY, role="numeric", describe=describe,
+          fine_tune_wrapper=fine_tune_wrapper)  # fmt: skip
 def apply(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) -> nn.Module:
     bits = layer_bits(model, config, ctx)
     ranges: dict[nn.Module, tuple[float, float]] = {}
@@ -222,11 +241,10 @@ def apply(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) -> nn.Mod
     with torch.no_grad():
         for m, wbits in bits:
             m.weight.copy_(quantize_weight(m.weight, wbits, per_channel=config.per_channel, symmetric=config.symmetric))
-            m.autoslim_weight_bits = wbits  # type: ignore[assignment]
-            m.autoslim_per_channel = config.per_channel  # type: ignore[assignment]  # how many scales to store
+            annotate(m, weight_bits=wbits, per_channel=config.per_channel)  # per_channel: how many scales to store
             if config.act_bits is not None and m in ranges:
                 m.register_forward_pre_hook(ActFakeQuant(*ranges[m], config.act_bits))
-                m.autoslim_act_bits = config.act_bits  # type: ignore[assignment]
+                annotate(m, act_bits=config.act_bits)
     note: dict[str, Any] = {"layers": len(bits), "kept_8bit": sum(b != config.weight_bits for _, b in bits)}
     if config.mode == "qat" and "quantize.qat" not in ctx.notes:
         note["qat"] = "no fine-tune ran under fake quantization (the plan has no distill.kd step): PTQ only"

@@ -1,7 +1,10 @@
-"""Technique registry: a dotted name -> (frozen config class, apply function).
+"""Technique registry: a dotted name -> (frozen config class, apply function, how the core treats it).
 
-A technique is a frozen dataclass of parameters plus ``apply(model, config, ctx) -> model``.
-Adding one needs no change to the core::
+A technique is a frozen dataclass of parameters plus ``apply(model, config, ctx) -> model``. What the core needs
+to know about it beyond that is declared here, so plan, trial, export and cost work for a plug-in as for a
+built-in without naming it: its ``role``, how it ``describe``s a config, and, for a numeric technique that a
+fine-tune should train for (quantization-aware training), a ``fine_tune_wrapper``. Adding one needs no change to
+the core::
 
     from dataclasses import dataclass
     from autoslim.techniques import register, ApplyContext
@@ -10,18 +13,21 @@ Adding one needs no change to the core::
     class ScaleConfig:
         factor: float = 1.0
 
-    @register("demo.scale", ScaleConfig)
+    @register("demo.scale", ScaleConfig, role="structural", describe=lambda c: f"scale x{c.factor:g}")
     def apply(model, config: ScaleConfig, ctx: ApplyContext):
         ...
         return model
+
+Check it with the shipped contract: ``autoslim.testing.check_technique("demo.scale", ScaleConfig())``.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import Any
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -63,6 +69,23 @@ class ApplyContext:
 
 
 ApplyFn = Callable[[nn.Module, Any, ApplyContext], nn.Module]
+DescribeFn = Callable[[Any], str]
+# (model, this technique's config, ctx) -> a context manager that a fine-tune step runs inside
+FineTuneWrapper = Callable[[nn.Module, Any, ApplyContext], AbstractContextManager[Any]]
+
+Role = Literal["structural", "fine-tune", "numeric"]
+# structural: changes what the model computes or stores (cut, prune, factorize, share) and runs before the
+# fine-tune that recovers it; fine-tune: trains the weights it is given (distill); numeric: changes the deployed
+# numerics and runs last, so they are the ones measured (quantize). Export and runtimes act on roles, not names.
+ROLES: tuple[Role, ...] = ("structural", "fine-tune", "numeric")
+
+
+def role_for_order(order: float) -> Role:
+    """The role a technique registered without one gets from its ``order``: < 60 structural, 60-69 fine-tune,
+    >= 70 numeric (the built-ins' bands)."""
+    if order < 60:
+        return "structural"
+    return "fine-tune" if order < 70 else "numeric"
 
 
 @dataclass(frozen=True)
@@ -91,6 +114,15 @@ class Technique:
     apply: ApplyFn
     order: float  # position in a plan's canonical order (lower runs first)
     layer_policy: LayerPolicy | None = None  # per-layer settings allocated from a sensitivity table
+    role: Role = "structural"
+    describe_config: DescribeFn | None = None  # config -> words; None: ``name(field=value, ...)``
+    fine_tune_wrapper: FineTuneWrapper | None = None  # wraps the plan's fine-tunes before this step (QAT)
+
+    def describe(self, config: Any) -> str:
+        """``config`` in words for a plan's description (``w4/a8``, ``prune 50% channels (l2)``)."""
+        if self.describe_config is not None:
+            return self.describe_config(config)
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in asdict(config).items())})"
 
     def make_config(self, params: dict[str, Any]) -> Any:
         known = {f.name for f in fields(self.config_cls)}
@@ -104,19 +136,33 @@ _REGISTRY: dict[str, Technique] = {}
 
 
 def register(
-    name: str, config_cls: type, *, order: float = 55.0, layer_policy: LayerPolicy | None = None
+    name: str,
+    config_cls: type,
+    *,
+    order: float = 55.0,
+    layer_policy: LayerPolicy | None = None,
+    role: Role | None = None,
+    describe: DescribeFn | None = None,
+    fine_tune_wrapper: FineTuneWrapper | None = None,
 ) -> Callable[[ApplyFn], ApplyFn]:
     """Register ``apply`` under a stable dotted ``name``; a duplicate name raises.
 
-    ``order`` places the technique in a plan's canonical order. Built-ins: cut 10, structured pruning 20,
-    low-rank 30, unstructured pruning 40, weight sharing 50, distillation 60, quantization 70. The default puts
-    a plug-in after the structural steps and before the distillation fine-tune that recovers them.
+    ``order`` places the technique in a plan's canonical order (the order a search samples it in). Built-ins:
+    cut 10, structured pruning 20, low-rank 30, unstructured pruning 40, weight sharing 50, distillation 60,
+    quantization 70. The default puts a plug-in after the structural steps and before the distillation fine-tune
+    that recovers them. ``role`` (one of :data:`ROLES`) defaults from ``order`` (:func:`role_for_order`).
+    ``describe(config) -> str`` words a config for reports (default ``name(field=value, ...)``).
+    ``fine_tune_wrapper(model, config, ctx)`` returns a context manager the plan's fine-tune steps that come
+    before this step run inside (quantize's QAT); it must return a no-op context when the config asks for none.
     """
+    role = role if role is not None else role_for_order(order)
+    if role not in ROLES:
+        raise ValueError(f"technique {name!r}: role must be one of {ROLES}, got {role!r}")
 
     def deco(fn: ApplyFn) -> ApplyFn:
         if name in _REGISTRY:
             raise ValueError(f"technique {name!r} is already registered")
-        _REGISTRY[name] = Technique(name, config_cls, fn, order, layer_policy)
+        _REGISTRY[name] = Technique(name, config_cls, fn, order, layer_policy, role, describe, fine_tune_wrapper)
         return fn
 
     return deco
@@ -129,6 +175,7 @@ def get_technique(name: str) -> Technique:
         raise KeyError(f"unknown technique {name!r}; known: {sorted(_REGISTRY)}") from None
 
 
-def list_techniques(pattern: str = "*") -> list[str]:
-    """Registered names matching a glob, e.g. ``list_techniques("prune.*")``."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+def list_techniques(pattern: str = "*", *, role: str | None = None) -> list[str]:
+    """Registered names matching a glob, e.g. ``list_techniques("prune.*")``; only those of ``role`` when given
+    (``list_techniques(role="fine-tune")``)."""
+    return sorted(n for n, t in _REGISTRY.items() if fnmatch.fnmatch(n, pattern) and (role is None or t.role == role))

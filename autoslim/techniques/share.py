@@ -3,8 +3,8 @@
 Each layer's nonzero weights are clustered into ``2**bits`` centroids and replaced by their centroid, so a
 deployment stores a ``bits``-bit index per weight plus a small codebook. Zeros (from unstructured pruning) are not
 clustered and stay zero: the sparse bitmask, or one extra code, carries them. The layer is marked with
-``autoslim_codebook_bits`` (and ``autoslim_huffman_bits_per_weight`` when the indices are Huffman coded) so the
-cost model prices the indices instead of full-width weights.
+its codebook bits (and the Huffman bits per weight when the indices are Huffman coded) in its cost annotation
+(:mod:`autoslim.cost.annotation`) so the cost model prices the indices instead of full-width weights.
 
 A later fine-tune would move every weight independently and undo the sharing; the cluster of each weight is kept
 as a non-persistent buffer ``autoslim_cluster_index`` and :func:`enforce_sharing` projects weights back onto their
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from autoslim.cost.annotation import annotate, annotation_of
 from autoslim.nn_utils import WeightLayer, weight_layers
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
 
@@ -88,7 +89,7 @@ def enforce_sharing(model: nn.Module) -> None:
                 continue
             flat_index = index.flatten()
             live = flat_index >= 0
-            k = 2 ** int(getattr(m, "autoslim_codebook_bits", 8))
+            k = 2 ** (annotation_of(m).codebook_bits or 8)
             members = flat_index[live]
             values = weight.detach().flatten()[live]
             sums = torch.zeros(k, dtype=values.dtype, device=values.device).index_add_(0, members, values)
@@ -116,18 +117,20 @@ def _share_layer(layer: WeightLayer, config: ShareConfig) -> float | None:
         layer._buffers[CLUSTER_INDEX] = index
     else:
         layer.register_buffer(CLUSTER_INDEX, index, persistent=False)
-    layer.autoslim_codebook_bits = config.bits  # type: ignore[assignment]
-    if not config.huffman:
-        if hasattr(layer, "autoslim_huffman_bits_per_weight"):  # a stale code from an earlier sharing
-            del layer.autoslim_huffman_bits_per_weight
+    if not config.huffman:  # huffman_bits=None: no stale code from an earlier sharing survives
+        annotate(layer, codebook_bits=config.bits, huffman_bits=None)
         return None
     counts = torch.bincount(index[index >= 0], minlength=2**config.bits).tolist()
     bits = huffman_bits_per_symbol(counts)
-    layer.autoslim_huffman_bits_per_weight = bits  # type: ignore[assignment]
+    annotate(layer, codebook_bits=config.bits, huffman_bits=bits)
     return bits
 
 
-@register("share.weights", ShareConfig, order=50)
+def describe(c: ShareConfig) -> str:
+    return f"share {2**c.bits} clusters" + (" + huffman" if c.huffman else "")
+
+
+@register("share.weights", ShareConfig, order=50, role="structural", describe=describe)
 def apply(model: nn.Module, config: ShareConfig, ctx: ApplyContext) -> nn.Module:
     layers = [(n, m) for n, m in weight_layers(model) if m.weight.numel() >= config.min_numel]
     if not layers:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from autoslim.cost import Cost, HardwareProfile, builtin_profiles, estimate_cost, layer_stats
+from autoslim.cost.annotation import annotate
 from autoslim.cost.estimate import compute_dtype
 from autoslim.techniques import ApplyContext, get_technique
 
@@ -27,9 +28,9 @@ def linear(
     torch.manual_seed(0)
     layer = nn.Linear(n_in, n_out, bias=bias).eval()
     if w_bits is not None:
-        layer.autoslim_weight_bits = w_bits
+        annotate(layer, weight_bits=w_bits)
     if a_bits is not None:
-        layer.autoslim_act_bits = a_bits
+        annotate(layer, act_bits=a_bits)
     return layer
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from autoslim.cost.annotation import is_annotated
 from autoslim.nn_utils import weight_layers
 from autoslim.plan import CompressionPlan
 from autoslim.trial import TrialSpec, build_model, run_trial
@@ -57,7 +58,7 @@ def test_build_float_model_is_the_plan_without_its_quantize_step() -> None:
     plan = CompressionPlan.from_params({"prune.unstructured": {"amount": 0.5}, **INT8})
     model = onnx_int8.build_float_model(plan, task)
     reference, _ = build_model(CompressionPlan.from_params({"prune.unstructured": {"amount": 0.5}}), task)
-    assert all(not hasattr(m, "autoslim_weight_bits") for _, m in weight_layers(model))
+    assert not any(is_annotated(m) for _, m in weight_layers(model))
     x = task.val[0][:16]
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))

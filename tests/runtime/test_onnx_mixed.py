@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from autoslim.cost import get_profile
+from autoslim.cost.annotation import annotate
 from autoslim.nn_utils import weight_layers
 from autoslim.plan import CompressionPlan
 from autoslim.search import SearchConfig, load_space, run_search
@@ -154,7 +155,7 @@ def test_what_cannot_be_honoured_is_recorded(task: Task, tmp_path: Path) -> None
     assert "not on the simulated grid" in out.summary() and len(out.warnings) == 12
 
     model = _simulated(task, W4)
-    model.get_submodule("0").autoslim_weight_bits = 16  # as a per-layer plan with an fp16 first layer
+    annotate(model.get_submodule("0"), weight_bits=16)  # as a per-layer plan with an fp16 first layer
     out = onnx_mixed.export_mixed(model, task.example_inputs, task.calibration_inputs(), tmp_path / "f.onnx")
     assert out.counts() == {"float": 1, "int4": 10, "int8": 1}
     assert next(p for p in out.layers if p.layer == "0").storage == "float"

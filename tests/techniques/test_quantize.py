@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from autoslim.cost import estimate_cost
+from autoslim.cost.annotation import annotation_of
 from autoslim.nn_utils import weight_layers
 from autoslim.techniques import get_technique
 from autoslim.techniques.quantize import quantize_weight
@@ -20,7 +21,7 @@ def test_per_channel_weights_take_at_most_2_pow_bits_values(kind: str, bits: int
     original = [m.weight.detach().clone() for _, m in weight_layers(model)]
     out = apply("quantize", model, make_ctx(kind), weight_bits=bits)
     for (name, m), w0 in zip(weight_layers(out), original, strict=True):
-        assert m.autoslim_weight_bits == bits
+        assert annotation_of(m).weight_bits == bits
         assert not torch.equal(m.weight, w0), name  # really changed
         for row in m.weight.detach().flatten(1):
             assert row.unique().numel() <= 2**bits, name
@@ -39,7 +40,7 @@ def test_16_bits_is_fp16_storage() -> None:
     out = apply("quantize", make_model("mlp"), make_ctx("mlp"), weight_bits=16)
     for _, m in weight_layers(out):
         assert torch.equal(m.weight, m.weight.half().float())
-        assert m.autoslim_weight_bits == 16
+        assert annotation_of(m).weight_bits == 16
 
 
 def test_fewer_bits_larger_error_and_smaller_model(mcu) -> None:
@@ -94,7 +95,7 @@ def test_8bit_activations_fake_quantize_layer_inputs(kind: str, x86) -> None:
     for h in handles:
         h.remove()
     for name, m in weight_layers(out):
-        assert m.autoslim_act_bits == 8
+        assert annotation_of(m).act_bits == 8
         assert seen[m].unique().numel() <= 256, name
     assert estimate_cost(out, ctx.example_inputs, x86).latency_ms < fp32_latency
 
@@ -112,7 +113,7 @@ def test_activation_range_comes_from_calibration_data() -> None:
 def test_weight_only_quantization_keeps_float_activations() -> None:
     out = apply("quantize", make_model("mlp"), make_ctx("mlp"), weight_bits=4)
     for _, m in weight_layers(out):
-        assert getattr(m, "autoslim_act_bits", None) is None
+        assert annotation_of(m).act_bits is None
         assert not m._forward_pre_hooks
 
 

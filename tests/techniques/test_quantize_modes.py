@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autoslim.cost.annotation import annotation_of
 from autoslim.nn_utils import execution_order, weight_layers
 from autoslim.plan import CompressionPlan
 from autoslim.techniques import get_technique
@@ -95,7 +96,7 @@ def test_each_calibration_keeps_8bit_outputs_close(calibration: str) -> None:
         )
         y = out(x)
     assert float((y - ref).abs().mean() / ref.abs().mean()) < 0.2  # random small-logit model: loose bound
-    assert all(m.autoslim_act_bits == 8 for _, m in weight_layers(out))
+    assert all(annotation_of(m).act_bits == 8 for _, m in weight_layers(out))
 
 
 # --- keep_first_last -----------------------------------------------------------------------------------------
@@ -110,8 +111,8 @@ def test_keep_first_last_holds_the_ends_at_8_bits(kind: str) -> None:
     ends = {id(order[0]), id(order[-1])}
     for name, m in weight_layers(out):
         expected = 8 if id(m) in ends else 2
-        assert m.autoslim_weight_bits == expected, name
-        assert m.autoslim_act_bits == 8, name  # activations follow act_bits everywhere (documented choice)
+        assert annotation_of(m).weight_bits == expected, name
+        assert annotation_of(m).act_bits == 8, name  # activations follow act_bits everywhere (documented choice)
         assert max(row.unique().numel() for row in m.weight.detach().flatten(1)) <= 2**expected
     assert ctx.notes["quantize"]["kept_8bit"] == 2
 

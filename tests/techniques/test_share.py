@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from autoslim.cost import builtin_profiles, estimate_cost, layer_stats
+from autoslim.cost.annotation import annotate, annotation_of, is_annotated
 from autoslim.cost.estimate import weight_storage_bits
 from autoslim.nn_utils import weight_layers
 from autoslim.techniques import ApplyContext, InfeasibleError, get_technique
@@ -49,7 +50,7 @@ def test_few_distinct_values_and_smaller_model_on_every_profile(bits: int) -> No
     assert out(x).shape == shape
     for _, m in weight_layers(out):
         assert distinct_nonzero(m.weight) <= 2**bits
-        assert m.autoslim_codebook_bits == bits
+        assert annotation_of(m).codebook_bits == bits
     assert ctx.notes["share.weights"] == {"layers": 3, "clusters": 2**bits}
     for name, p in builtin_profiles().items():
         after = estimate_cost(out, x, p).model_bytes
@@ -66,7 +67,7 @@ def test_storage_is_indices_plus_codebook_and_unshared_layers_are_priced_as_befo
     run("share.weights", layer, ApplyContext(example_inputs=x), bits=3)
     (shared,) = layer_stats(layer, x)
     assert weight_storage_bits(shared, profile) == 64 * 64 * 3 + 8 * 32
-    layer.autoslim_weight_bits = 8  # a later quantize stores the codebook at 8 bits
+    annotate(layer, weight_bits=8)  # a later quantize stores the codebook at 8 bits
     (quantized,) = layer_stats(layer, x)
     assert weight_storage_bits(quantized, profile) == 64 * 64 * 3 + 8 * 8
 
@@ -88,7 +89,8 @@ def test_huffman_shrinks_bell_shaped_weights() -> None:
     fixed = run("share.weights", copy.deepcopy(layer), ApplyContext(example_inputs=x), bits=4)
     ctx = ApplyContext(example_inputs=x)
     coded = run("share.weights", copy.deepcopy(layer), ctx, bits=4, huffman=True)
-    avg = coded.autoslim_huffman_bits_per_weight
+    avg = annotation_of(coded).huffman_bits
+    assert avg is not None
     assert 1.0 <= avg < 4.0
     assert ctx.notes["share.weights"]["huffman_bits_per_weight"] == {"": round(avg, 4)}
     assert estimate_cost(coded, x, profile).model_bytes < estimate_cost(fixed, x, profile).model_bytes
@@ -139,7 +141,7 @@ def test_small_layers_are_skipped_and_none_left_is_infeasible() -> None:
     ctx = ApplyContext(example_inputs=x)
     run("share.weights", model, ctx, min_numel=300)  # the 16x2x3 conv and the 64x4 head are smaller
     assert ctx.notes["share.weights"]["layers"] == 1
-    assert not hasattr(model[0], "autoslim_codebook_bits")
+    assert not is_annotated(model[0])
     with pytest.raises(InfeasibleError, match=r"share\.weights"):
         run("share.weights", make(), ApplyContext(example_inputs=x), min_numel=10**6)
 
