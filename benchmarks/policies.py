@@ -12,7 +12,12 @@
    of the teacher (mcu bytes, x smaller), the best latency ratio within 1 pp per latency profile, and the
    hypervolume of every profile's front (as benchmarks/samplers.py: cost / 1.1 x baseline, accuracy from 0).
 
-Writes results/benchmarks/policies.csv (searches), policies_table.csv (table, proxy, allocator) and policies.png.
+5. ``--zoo zoo-resnet18,zoo-bert-cls``: per zoo model, its built-in space (as benchmarks/real_models.py picks it)
+   as shipped (uniform) and with ``policy: [uniform, sensitivity]`` on ``quantize`` (the knob's choices as
+   candidates), same budget (12) and seed: hypervolume and best reduction within 1 pp per profile.
+
+Writes results/benchmarks/policies.csv (searches), policies_table.csv (table, proxy, allocator), policies_zoo.csv
+and policies.png.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import copy
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -211,6 +217,33 @@ def plot(df: pd.DataFrame) -> None:
     fig.savefig(OUT / "policies.png")
 
 
+def zoo(models: list[str], budget: int, workers: int) -> pd.DataFrame:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from real_models import SPACES, profiles_for, space_for
+
+    rows: list[dict] = []
+    for model in models:
+        name = space_for(model)
+        data = yaml.safe_load((SPACES / f"{name}.yaml").read_text())
+        profiles = profiles_for(name)
+        per_layer = copy.deepcopy(data)
+        per_layer["techniques"]["quantize"] |= {"policy": ["uniform", "sensitivity"],
+                                                "target": {"float": [0.01, 0.3], "log": True}}  # fmt: skip
+        for label, body in (("uniform", data), ("per-layer", per_layer)):
+            study = f"{model}-{label}"
+            shutil.rmtree(RUNS / study, ignore_errors=True)
+            t0 = time.perf_counter()
+            cfg = SearchConfig(space=space_from_dict(body, source=f"{name}-{label}"), profiles=profiles,
+                               budget=budget, task=model, study=study, results_dir=RUNS, seed=0,
+                               workers=workers)  # fmt: skip
+            outcome = run_search(cfg)
+            for r in search_rows(outcome.trials, profiles, label, 0, time.perf_counter() - t0):
+                rows.append({"model": model, **r})
+            print(f"{study}: {time.perf_counter() - t0:.0f} s", flush=True)
+            pd.DataFrame(rows).to_csv(OUT / "policies_zoo.csv", index=False)
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -218,8 +251,13 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", choices=("table", "search"), default=None)
+    ap.add_argument("--zoo", default=None, help="comma-separated zoo models: run only the zoo comparison")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.zoo:
+        df = zoo(args.zoo.split(","), 12, args.workers)
+        print(df.pivot_table(index=["model", "profile"], columns="space", values=["hypervolume", "best_1pp_x"]))
+        return
     if args.only != "search":
         rows = table_checks()
         pd.DataFrame(rows).to_csv(OUT / "policies_table.csv", index=False)
