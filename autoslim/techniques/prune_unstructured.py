@@ -172,7 +172,8 @@ def apply(model: nn.Module, config: UnstructuredPruneConfig, ctx: ApplyContext) 
     layers = weight_layers(model)
     if not layers:
         raise InfeasibleError("prune.unstructured: the model has no Conv or Linear weights")
-    nothing = config.amount == 0.0 and not config.layer_amounts
+    # A per-layer allocation may give every layer 0 (the model is already under its target): nothing to prune.
+    nothing = not any(a for _, a in config.layer_amounts) if config.layer_amounts else config.amount == 0.0
     if nothing and config.threshold is None and config.pattern is None:
         return model
     notes: dict = {}

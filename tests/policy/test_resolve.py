@@ -99,3 +99,12 @@ def test_bad_per_layer_fields_name_the_field() -> None:
         CompressionPlan.from_params({"quantize": {"policy": "sensitivity"}})
     with pytest.raises(ValueError, match="policy"):
         CompressionPlan.from_params({"quantize": {"policy": "haq"}})
+
+
+def test_an_allocation_of_zeros_everywhere_leaves_the_model_as_it_was() -> None:
+    # A target above the model's cost: every layer keeps its weights (seen in a search as a false infeasible)
+    task = tiny_task()
+    result = run_trial(TrialSpec(_plan(1.0, technique="prune.unstructured").to_dict(), PROFILES), task)
+    assert result.status == "ok", result.reason
+    amounts = dict(CompressionPlan.from_dict(result.plan).steps[0].config.layer_amounts)
+    assert set(amounts.values()) == {0.0}
