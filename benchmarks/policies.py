@@ -44,6 +44,7 @@ from autoslim.evaluate import score
 from autoslim.nn_utils import weight_layers
 from autoslim.policy import sensitivity as sens
 from autoslim.policy.allocate import allocate
+from autoslim.policy.show import heatmap_png
 from autoslim.report.frame import front_frame
 from autoslim.report.pareto import hypervolume_2d
 from autoslim.search import SearchConfig, default_space_path, load_space, run_search
@@ -190,17 +191,7 @@ def allocator_checks(model, ctx) -> list[dict]:
 
 
 def heatmap(table, tech: str) -> None:
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(table.candidates), 0.8 + 0.3 * len(table.layers)), dpi=100)
-    data = torch.tensor(table.loss).clamp_min(1e-7).log10().numpy()
-    im = ax.imshow(data, aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(table.candidates)), [str(c) for c in table.candidates])
-    ax.set_yticks(range(len(table.layers)), table.layers, fontsize=7)
-    ax.set_xlabel(table.knob)
-    ax.set_title(f"{tech}: log10 {table.loss_kind} vs teacher", fontsize=9)
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(OUT / f"policies_sensitivity_{re.sub(r'[^a-z]', '_', tech)}.png")
-    plt.close(fig)
+    heatmap_png(table, OUT / f"policies_sensitivity_{re.sub(r'[^a-z]', '_', tech)}.png")
 
 
 def plot(df: pd.DataFrame) -> None:

@@ -6,62 +6,18 @@ cheap (well under a second), deterministic and free of any download or cache.
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 
 import torch
-import torch.nn.functional as F
 
-from autoslim.nn_utils import iter_batches
 from autoslim.tasks import Task
-from autoslim.tasks.mnist1d_cnn import build_cnn
-
-LENGTH = 16
-CLASSES = 3
-WIDTHS = {"c1": 8, "c2": 16, "hidden": 16}
-
-
-def make_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noisy sinusoids whose frequency is the class: learnable by a small CNN in a few dozen steps."""
-    gen = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, CLASSES, (n,), generator=gen)
-    t = torch.linspace(0, 1, LENGTH)
-    phase = torch.rand(n, 1, generator=gen) * 6.28
-    x = torch.sin(2 * torch.pi * (y[:, None] + 1) * t[None, :] + phase)
-    x = x + 0.3 * torch.randn(n, LENGTH, generator=gen)
-    return x.unsqueeze(1), y
-
-
-@functools.lru_cache(maxsize=1)
-def _trained_state() -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    model = build_cnn(**WIDTHS, length=LENGTH, classes=CLASSES)
-    train = make_data(256, seed=1)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(4):
-        for x, y, _idx in iter_batches(train, 64, shuffle=True, generator=gen):
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return {k: v.clone() for k, v in model.state_dict().items()}
+from autoslim.testing.tiny import CLASSES, LENGTH, WIDTHS, make_data  # noqa: F401  (re-exported for tests)
+from autoslim.testing.tiny import tiny_task as _shipped_tiny_task
 
 
 def tiny_task() -> Task:
-    model = build_cnn(**WIDTHS, length=LENGTH, classes=CLASSES)
-    model.load_state_dict(_trained_state())
-    model.eval()
-    train = make_data(256, seed=1)
-    val = make_data(128, seed=2)
-    return Task(
-        name="tiny-cnn",
-        model=model,
-        train=train,
-        val=val,
-        example_inputs=val[0][:2],
-        calibration=train[0][:64],
-    )
+    """The contract kit's tiny task (autoslim.testing.tiny) under the name the driver and CLI tests expect."""
+    return dataclasses.replace(_shipped_tiny_task(), name="tiny-cnn")
 
 
 class _DiesInWorkers(torch.nn.Module):

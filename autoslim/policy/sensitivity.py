@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from autoslim.nn_utils import call_model, take, weight_layers
 from autoslim.tasks.cache import cache_root
@@ -170,7 +169,3 @@ def _save(table: SensitivityTable, path: Path) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(table.to_dict()))
     os.replace(tmp, path)  # concurrent workers measuring the same table write the same content
-
-
-def module_of(model: nn.Module, name: str) -> nn.Module:
-    return model.get_submodule(name)
