@@ -27,7 +27,7 @@ from torch import nn
 
 from autoslim.cost import HardwareProfile, layer_stats
 from autoslim.cost.estimate import cost_from_stats
-from autoslim.cost.layers import other_param_count
+from autoslim.cost.layers import other_param_bits
 from autoslim.cost.measure import measure_latency_ms
 from autoslim.evaluate import NotFiniteError, score
 from autoslim.nn_utils import to_device
@@ -189,7 +189,7 @@ def _wrappers_after(steps: Sequence[Step], i: int) -> list[tuple[FineTuneWrapper
 def price(model: nn.Module, example_inputs: Any, profiles: Sequence[HardwareProfile]) -> dict[str, dict[str, Any]]:
     """``model``'s cost on every profile (Cost.to_dict() by profile name). One traced forward serves them all: the
     per-layer facts do not depend on the hardware."""
-    stats, others = layer_stats(model, example_inputs), other_param_count(model)
+    stats, others = layer_stats(model, example_inputs), other_param_bits(model)
     return {p.name: cost_from_stats(stats, others, p).to_dict() for p in profiles}
 
 

@@ -12,7 +12,8 @@ time(layer) = max(2 * MACs / rate[dtype], weight bytes / weight bandwidth + acti
     GPUs: zeros save bytes, not time); a layer in the profile's ``semi_structured`` N:M pattern gets its speed-up.
   * channel counts round up to the profile's ``channel_multiple``.
 model_bytes: every weight at its bit width (bitmask sparse encoding where the profile allows it and it is
-smaller), per-channel fp32 scales for quantized layers, all other parameters at fp32.
+smaller), per-channel fp32 scales for quantized layers, embedding tables at their annotated bits (+ a scale per
+row), all other parameters at fp32.
 energy_mj: ops x energy per op of the dtype + bytes moved x energy per byte, where the profile gives them.
 fits: stored model <= storage capacity; peak activations (+ weights where resident in RAM) <= memory capacity.
 """
@@ -25,7 +26,7 @@ from typing import Any
 
 from torch import nn
 
-from autoslim.cost.layers import LayerStats, layer_stats, other_param_count
+from autoslim.cost.layers import LayerStats, layer_stats, other_param_bits
 from autoslim.cost.profiles import HardwareProfile
 
 
@@ -139,14 +140,15 @@ def layer_cost(layer: LayerStats, profile: HardwareProfile, *, weights_cached: b
 
 def estimate_cost(model: nn.Module, example_inputs: Any, profile: HardwareProfile) -> Cost:
     """Price ``model`` on ``profile`` from a real forward pass over ``example_inputs`` (its per-layer shapes)."""
-    return cost_from_stats(layer_stats(model, example_inputs), other_param_count(model), profile)
+    return cost_from_stats(layer_stats(model, example_inputs), other_param_bits(model), profile)
 
 
-def cost_from_stats(stats: list[LayerStats], other_params: int, profile: HardwareProfile) -> Cost:
+def cost_from_stats(stats: list[LayerStats], other_bits: int, profile: HardwareProfile) -> Cost:
+    """``other_bits``: stored bits of the parameters outside ``stats`` (see ``layers.other_param_bits``)."""
     bits = sum(weight_storage_bits(s, profile) for s in stats)
     # fp32 scales of quantized layers: one per output channel, or one per tensor (fp16 storage has none)
     bits += sum((s.out_channels if s.per_channel else 1) * 32 for s in stats if s.weight_bits < 16)
-    bits += sum(s.bias_numel * 32 for s in stats) + other_params * 32
+    bits += sum(s.bias_numel * 32 for s in stats) + other_bits
     model_bytes = math.ceil(bits / 8)
     cached = profile.cache_bytes is not None and model_bytes <= profile.cache_bytes
     layers = [layer_cost(s, profile, weights_cached=cached) for s in stats]

@@ -163,8 +163,8 @@ def _group_nonzero(w: torch.Tensor) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def other_param_count(model: nn.Module) -> int:
-    """Parameters outside Conv/Linear/attention/recurrent weights and biases: norms, embeddings, ... at fp32."""
+def _counted_elsewhere(model: nn.Module) -> set[int]:
+    """Ids of the parameters priced per layer: Conv/Linear/attention/recurrent weights and biases."""
     counted = {id(m.weight) for _, m in weight_layers(model)} | {
         id(m.bias) for _, m in weight_layers(model) if m.bias is not None
     }
@@ -173,4 +173,25 @@ def other_param_count(model: nn.Module) -> int:
             counted |= {id(p) for p in (m.in_proj_weight, m.in_proj_bias) if p is not None}
         elif isinstance(m, nn.RNNBase):
             counted |= {id(p) for p in m.parameters()}
+    return counted
+
+
+def other_param_count(model: nn.Module) -> int:
+    """Parameters outside Conv/Linear/attention/recurrent weights and biases: norms, embeddings, ..."""
+    counted = _counted_elsewhere(model)
     return sum(p.numel() for p in model.parameters() if id(p) not in counted)
+
+
+def other_param_bits(model: nn.Module) -> int:
+    """Stored bits of the parameters :func:`other_param_count` counts: fp32, except embedding tables a technique
+    annotated (``quantize``'s ``embedding_bits``): their weights at the annotated bits plus one fp32 scale per row
+    (per-row symmetric grid; fp16 storage has no scales). A table shared with a weight layer is priced there."""
+    counted = _counted_elsewhere(model)
+    bits, seen = 0, set(counted)
+    for m in model.modules():
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and id(m.weight) not in seen:
+            seen.add(id(m.weight))
+            wbits = annotation_of(m).weight_bits
+            scales = m.weight.shape[0] * 32 if wbits < 16 else 0
+            bits += m.weight.numel() * min(wbits, 32) + scales
+    return bits + 32 * sum(p.numel() for p in model.parameters() if id(p) not in seen)

@@ -25,7 +25,7 @@ from typing import Any
 from torch import nn
 
 from autoslim.cost.estimate import layer_cost, weight_storage_bits
-from autoslim.cost.layers import LayerStats, layer_stats, other_param_count
+from autoslim.cost.layers import LayerStats, layer_stats, other_param_bits
 from autoslim.cost.profiles import HardwareProfile
 from autoslim.nn_utils import weight_layers
 from autoslim.plan import Step
@@ -95,7 +95,7 @@ def _teacher_cost(ctx: ApplyContext, profile: HardwareProfile, metric: str) -> f
     key = f"teacher_cost:{profile.name}:{metric}"
     if key not in ctx.cache:
         assert ctx.teacher is not None
-        cost = cost_from_stats(layer_stats(ctx.teacher, ctx.example_inputs), other_param_count(ctx.teacher), profile)
+        cost = cost_from_stats(layer_stats(ctx.teacher, ctx.example_inputs), other_param_bits(ctx.teacher), profile)
         ctx.cache[key] = cost.objective(metric)
     return float(ctx.cache[key])
 
@@ -133,7 +133,7 @@ def _fixed_cost(model: nn.Module, stats: dict[str, LayerStats], names: list[str]
     cache (judged on the model as it enters the step: the allocation only shrinks it)."""
     from autoslim.cost.estimate import cost_from_stats
 
-    whole = cost_from_stats(list(stats.values()), other_param_count(model), profile)
+    whole = cost_from_stats(list(stats.values()), other_param_bits(model), profile)
     cached = profile.cache_bytes is not None and whole.model_bytes <= profile.cache_bytes
     others = [s for n, s in stats.items() if n not in set(names)]
     if metric == "model_bytes":

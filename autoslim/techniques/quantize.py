@@ -19,6 +19,9 @@ island (dequantize / requantize) on int8 hardware that the cost model would not 
 :func:`autoslim.trial.build_model` run the plan's fine-tune (``distill.kd``) under fake quantization
 (:mod:`autoslim.techniques.qat`); this step then rounds the trained weights.
 
+``embedding_bits`` rounds embedding tables (weight-only, per row; default 8 bits, as onnxruntime's int8 Gather):
+lookups cost no compute, so this buys bytes, not latency.
+
 Each quantized layer is annotated (:func:`autoslim.cost.annotation.annotate`) with its weight bits, activation
 bits and scale granularity: the cost model prices bytes and picks the compute dtype from them.
 """
@@ -42,6 +45,7 @@ from autoslim.techniques.registry import ApplyContext, InfeasibleError, LayerPol
 
 WEIGHT_BITS = (2, 3, 4, 6, 8, 16)
 ACT_BITS = (8, 16, None)
+EMBEDDING_BITS = (2, 3, 4, 6, 8, 16, None)
 CALIBRATIONS = ("minmax", "percentile", "mse")
 MODES = ("ptq", "qat")
 PERCENTILE = 99.99  # of each tail: drops ~1 in 10,000 outliers per side
@@ -67,9 +71,15 @@ class QuantizeConfig:
     target: float | None = None
     target_profile: str | None = None
     candidates: tuple[int, ...] = ()
+    # Embedding tables (nn.Embedding / nn.EmbeddingBag), weight-only on a per-row symmetric grid; None keeps them
+    # fp32. 8 by default, as onnxruntime's static int8 quantizes Gather tables too: half of a BERT-style sentence
+    # encoder's bytes are its word embeddings, which a Conv/Linear-only quantizer would leave at fp32.
+    embedding_bits: int | None = 8
 
     def __post_init__(self) -> None:
         check_policy(self, "layer_bits", _bits)
+        if self.embedding_bits not in EMBEDDING_BITS:
+            raise ValueError(f"embedding_bits must be one of {EMBEDDING_BITS}, got {self.embedding_bits!r}")
         if self.weight_bits not in WEIGHT_BITS:
             raise ValueError(f"weight_bits must be one of {WEIGHT_BITS}, got {self.weight_bits}")
         if self.act_bits not in ACT_BITS:
@@ -136,6 +146,30 @@ class ActFakeQuant:
             xc = x.clamp(lo, hi)
             return (xc + (self.quantize(xc) - xc).detach(), *args[1:])
         return (self.quantize(x), *args[1:])
+
+
+def embedding_tables(model: nn.Module) -> list[tuple[str, nn.Embedding | nn.EmbeddingBag]]:
+    """The embedding tables ``embedding_bits`` applies to: those whose weight no Conv/Linear layer shares (a table
+    tied to an output projection is quantized, and priced, once: as that layer, at its bits)."""
+    tied = {id(m.weight) for _, m in weight_layers(model)}
+    out, seen = [], set(tied)
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and id(m.weight) not in seen:
+            seen.add(id(m.weight))
+            out.append((name, m))
+    return out
+
+
+def quantize_embeddings(model: nn.Module, bits: int | None) -> int:
+    """Round every embedding table (:func:`embedding_tables`) to ``bits`` per row and annotate it; the count."""
+    if bits is None:
+        return 0
+    tables = embedding_tables(model)
+    with torch.no_grad():
+        for _, m in tables:
+            m.weight.copy_(quantize_weight(m.weight, bits, per_channel=True, symmetric=True))
+            annotate(m, weight_bits=bits, per_channel=True)
+    return len(tables)
 
 
 def layer_bits(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) -> list[tuple[WeightLayer, int]]:
@@ -216,9 +250,11 @@ POLICY = LayerPolicy(knob="weight_bits", layer_field="layer_bits", candidates=(2
 
 
 def describe(c: QuantizeConfig) -> str:
+    # the default 8-bit tables go unsaid (most models have none); other widths are named: "w8/a8, emb4"
+    emb = "" if c.embedding_bits == 8 else ", emb fp32" if c.embedding_bits is None else f", emb{c.embedding_bits}"
     if c.layer_bits:
-        return describe_counts(c.layer_bits, lambda b: f"w{b}") + (f", a{c.act_bits}" if c.act_bits else "")
-    return f"w{c.weight_bits}" + (f"/a{c.act_bits}" if c.act_bits else "")
+        return describe_counts(c.layer_bits, lambda b: f"w{b}") + (f", a{c.act_bits}" if c.act_bits else "") + emb
+    return f"w{c.weight_bits}" + (f"/a{c.act_bits}" if c.act_bits else "") + emb
 
 
 def fine_tune_wrapper(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) -> AbstractContextManager[Any]:
@@ -245,7 +281,8 @@ def apply(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) -> nn.Mod
             if config.act_bits is not None and m in ranges:
                 m.register_forward_pre_hook(ActFakeQuant(*ranges[m], config.act_bits))
                 annotate(m, act_bits=config.act_bits)
-    note: dict[str, Any] = {"layers": len(bits), "kept_8bit": sum(b != config.weight_bits for _, b in bits)}
+    note: dict[str, Any] = {"layers": len(bits), "kept_8bit": sum(b != config.weight_bits for _, b in bits),
+                            "embeddings": quantize_embeddings(model, config.embedding_bits)}  # fmt: skip
     if config.mode == "qat" and "quantize.qat" not in ctx.notes:
         note["qat"] = "no fine-tune ran under fake quantization (the plan has no distill.kd step): PTQ only"
     ctx.notes["quantize"] = note
