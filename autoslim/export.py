@@ -43,8 +43,12 @@ Formats (the numeric steps' weight rounding is kept in the weights of every form
   fine-tunes, where no structural step follows them) and loads the weights into it.
 
 Beside the artifact, ``manifest.json`` records the plan, seed, per-profile metrics, recorded / re-evaluated /
-artifact accuracies, the teacher's hash, the task and library versions, and the space's constraints the trial
-violates (``constraint_violations``; such a trial is off every front, so exporting it also warns).
+artifact accuracies, the teacher's hash, the task and library versions, the space's constraints the trial
+violates (``constraint_violations``; such a trial is off every front, so exporting it also warns; so does a trial
+no front holds), the file's size on disk (``artifact_bytes``) and what was measured on this machine
+(``measured``: the artifact's median latency in its own runtime, and the teacher exported the same way, with the
+ratios; :mod:`autoslim.export_measure`). The runtime a format needs is checked before anything is rebuilt, and a
+failed export leaves no empty ``out`` folder behind.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ import torch
 from torch import nn
 
 from autoslim.evaluate import score
+from autoslim.export_checks import placement_warnings, require_runtime, violations
+from autoslim.export_measure import measure as measure_artifact
 from autoslim.nn_utils import weight_layers
 from autoslim.plan import CompressionPlan
 from autoslim.report.pick import Query, pick
@@ -73,7 +79,7 @@ from autoslim.safe_io import check_folder, check_inside, replacing, safe_write_t
 from autoslim.tasks import Task, load_task
 from autoslim.tasks.fingerprint import teacher_sha256
 from autoslim.techniques import get_technique, list_techniques
-from autoslim.trial import build_model
+from autoslim.trial import build_model, status_name
 
 FORMATS = ("onnx", "onnx-int8", "torchscript", "state-dict")
 ARTIFACTS = {
@@ -106,16 +112,19 @@ class Exported:
 
 def choose_trial(results: StudyResults, *, trial: int | None = None, profile: str | None = None,
                  query: Query | None = None) -> int:  # fmt: skip
-    """``trial`` itself, or the front point of ``profile`` that ``query`` picks (as ``autoslim pick`` does)."""
-    if (trial is None) == (profile is None):
+    """``trial`` itself, or the front point of ``profile`` that ``query`` picks (as ``autoslim pick`` does). With
+    both a trial and a profile, the profile only says whose front and batch size the export is measured against."""
+    query = query or Query()
+    if trial is None and profile is None:
         raise ExportError("give either a trial number or a profile (with pick options) to choose a front point")
     if trial is not None:
+        if not query.is_empty():
+            raise ExportError(f"give a trial number or pick options ({' '.join(query.flags())}), not both")
+        if profile is not None:
+            results.profile(profile)  # an unknown profile is refused (exit code 2), not ignored
         return trial
     assert profile is not None
-    try:
-        chosen = pick(results, profile, query or Query())
-    except ValueError as exc:
-        raise ExportError(str(exc)) from None
+    chosen = pick(results, profile, query)  # a profile not in the study or no limit: ValueError, bad input (exit 2)
     if chosen.row is None:
         raise ExportError(chosen.message)
     return int(chosen.row["trial"])
@@ -131,16 +140,22 @@ def export_trial(
     profile: str | None = None,
     query: Query | None = None,
     tolerance: float = TOLERANCE,
+    measure: bool = True,
 ) -> Exported:
     """Rebuild a trial's model on ``task`` (a built-in name, ``module:attr`` or a Task: the caller's choice, checked
     against the study's record), check it reproduces the record, write the artifact and ``manifest.json``.
 
-    Raises :class:`TaskMismatchError` when ``task`` is not the study's, :class:`ExportError` when the trial does
+    With ``measure``, the artifact and the teacher exported the same way are timed on this machine at the batch
+    size of ``profile`` (1 without one), as the cost model prices it.
+
+    Raises :class:`MissingRuntimeError` (an ImportError) when the format's runtime is not installed,
+    :class:`TaskMismatchError` when ``task`` is not the study's, :class:`ExportError` when the trial does
     not exist or did not finish, when the rebuild does not reproduce the recorded accuracy, and (after writing both
     files, for inspection) when the artifact's accuracy misses the recorded one by more than ``tolerance``.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
+    require_runtime(fmt)  # the install hint now, not torch's traceback after the rebuild
     results = open_results(study)
     number = choose_trial(results, trial=trial, profile=profile, query=query)
     frozen = {t.number: t for t in results.study.get_trials(deepcopy=False)}.get(number)
@@ -150,7 +165,7 @@ def export_trial(
     if attrs.get("status") != "ok":
         reason = str(attrs.get("reason", "")).strip().splitlines()
         detail = f": {reason[0]}" if reason else ""
-        status = attrs.get("status", "not finished")
+        status = status_name(attrs.get("status", "not finished"))
         raise ExportError(f"trial {number} has status {status!r}{detail}; there is no model to export")
     plan = CompressionPlan.from_dict(attrs["plan"])
     requested = fmt
@@ -162,27 +177,39 @@ def export_trial(
     seed_source = "recorded" if recorded_seed is not None else "assumed: search seed 0 + trial number"
     threads = int(attrs.get("threads") or 1)  # older studies: worker processes ran single-threaded
     recorded = float(attrs["accuracy"])
-    warnings = _constraint_warnings(results, number, attrs)
+    warnings = placement_warnings(results, number, attrs, profile)
+    batch = results.profile(profile).batch_size if profile is not None else 1
     out = check_folder(out)
     for name in (ARTIFACTS[fmt], "manifest.json"):  # refused before the rebuild, not after minutes of it
         check_inside(out / name, out)
 
-    with _torch_threads(threads):
-        task, task_ref, task_check, teacher_hash = _checked_task(results, study, task)
-        model, _ctx = build_model(plan, task, seed=seed)
-        reevaluated = score(model, task)
-        if reevaluated != recorded:
-            raise ExportError(
-                f"trial {number}: the rebuilt model scores {reevaluated!r}, the study recorded {recorded!r} "
-                f"(seed {seed} {seed_source}, {threads} thread(s)); the rebuild does not reproduce the trial"
-            )
-        stripped = strip_autoslim(model)
-        out.mkdir(parents=True, exist_ok=True)
-        artifact = out / ARTIFACTS[fmt]
-        payload = {"state_dict": stripped.state_dict(), "plan": plan.to_dict(), "seed": seed, "task": task_ref}
-        # Written beside the target and renamed over it: never through a symlink planted in --out.
-        with replacing(artifact, out) as tmp:
-            artifact_acc, ort_acc, precision = _write_artifact(fmt, model, stripped, task, tmp, payload, plan)
+    made = [d for d in (out, *out.parents) if not d.exists()]  # removed again if the export fails while empty
+    try:
+        with _torch_threads(threads):
+            task, task_ref, task_check, teacher_hash = _checked_task(results, study, task)
+            model, _ctx = build_model(plan, task, seed=seed)
+            reevaluated = score(model, task)
+            if reevaluated != recorded:
+                raise ExportError(
+                    f"trial {number}: the rebuilt model scores {reevaluated!r}, the study recorded {recorded!r} "
+                    f"(seed {seed} {seed_source}, {threads} thread(s)); the rebuild does not reproduce the trial"
+                )
+            stripped = strip_autoslim(model)
+            out.mkdir(parents=True, exist_ok=True)
+            artifact = out / ARTIFACTS[fmt]
+            payload = {"state_dict": stripped.state_dict(), "plan": plan.to_dict(), "seed": seed, "task": task_ref}
+            # Written beside the target and renamed over it: never through a symlink planted in --out.
+            with replacing(artifact, out) as tmp:
+                artifact_acc, ort_acc, precision = _write_artifact(fmt, model, stripped, task, tmp, payload, plan)
+            on_host = None
+            if measure:
+                with _baseline_artifact(fmt, task) as baseline:
+                    on_host = measure_artifact(fmt, task, batch=batch, artifact=(artifact, stripped), baseline=baseline)
+    except BaseException:
+        for folder in made:  # innermost first; a folder holding anything (the user's, or kept files) stays
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
     ok = abs(artifact_acc - recorded) <= tolerance
     manifest = {
@@ -198,6 +225,8 @@ def export_trial(
         "requested_format": requested,
         "artifact": artifact.name,
         "artifact_sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
+        "artifact_bytes": artifact.stat().st_size,  # on disk; metrics.costs.*.model_bytes is the cost model's
+        "measured": on_host,  # latency on this machine beside the teacher exported the same way (None: not asked)
         "metrics": {"accuracy": recorded, "params": attrs.get("params"), "costs": attrs.get("costs", {})},
         "recorded_accuracy": recorded,
         "reevaluated_accuracy": reevaluated,
@@ -208,7 +237,7 @@ def export_trial(
         "agreement_ok": ok,
         "teacher_sha256": teacher_hash,
         "task_check": task_check,
-        "constraint_violations": _violations(results, attrs),
+        "constraint_violations": violations(results, attrs),
         "warnings": warnings,
         "versions": library_versions(),
     }
@@ -251,59 +280,50 @@ def _checked_task(results: StudyResults, study: str | Path, task: str | Task) ->
     return loaded, given_ref, check, digest
 
 
-def _constraint_labels(saved: dict[str, Any] | None) -> list[str]:
-    """Names of the values a trial's ``constraints`` attr holds, in the order Constraints.violations makes them."""
-    saved = saved or {}
-    labels = []
-    if saved.get("max_accuracy_drop") is not None:
-        labels.append(f"max_accuracy_drop {saved['max_accuracy_drop']}")
-    if saved.get("min_accuracy") is not None:
-        labels.append(f"min_accuracy {saved['min_accuracy']}")
-    for key in ("max_model_bytes", "max_latency_ms"):
-        labels += [f"{key} {limit} on {profile}" for profile, limit in saved.get(key) or ()]
-    return labels
-
-
-def _violations(results: StudyResults, attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    values = list(attrs.get("constraints") or [])
-    labels = _constraint_labels(results.study.user_attrs.get("constraints"))
-    labels += [f"constraint {i}" for i in range(len(labels), len(values))]
-    return [{"constraint": label, "violation": v} for label, v in zip(labels, values, strict=False) if v > 0]
-
-
-def _constraint_warnings(results: StudyResults, number: int, attrs: dict[str, Any]) -> list[str]:
-    broken = _violations(results, attrs)
-    if not broken:
-        return []
-    names = "; ".join(v["constraint"] for v in broken)
-    return [f"trial {number} violates the space's constraints ({names}): it is on no front"]
-
-
 def _write_artifact(fmt: str, model: nn.Module, stripped: nn.Module, task: Task, path: Path, payload: dict[str, Any],
                     plan: CompressionPlan) -> tuple[float, float | None, dict[str, Any] | None]:  # fmt: skip
     """Write ``path`` from ``stripped`` (``model``, the simulated one, gives the per-layer bits); return its accuracy
     on the validation split in its own runtime, the ORT one (or None) and the weights' precision (onnx-int8)."""
-    precision = None
-    if fmt == "onnx":
-        export_onnx(stripped, task.example_inputs, path)
-    elif fmt == "onnx-int8" and is_mixed(model):
-        precision = export_mixed(model, task.example_inputs, task.calibration_inputs(), path).to_dict()
-    elif fmt == "onnx-int8":
-        with tempfile.TemporaryDirectory() as tmp:
-            fp32 = export_onnx(stripped, task.example_inputs, Path(tmp) / "model.fp32.onnx")
-            quantize_onnx(fp32, path, task.calibration_inputs())
-        precision = _int8_precision(model)
+    precision = _write_file(fmt, model, stripped, task, path, payload)
     if fmt in ("onnx", "onnx-int8"):
         acc = session_score(session(path), task)
         return acc, acc, precision
     if fmt == "torchscript":
+        return score(torch.jit.load(str(path)), task), None, None
+    return score(load_state_dict_artifact(path, task, plan=plan), task), None, None
+
+
+def _write_file(fmt: str, model: nn.Module, stripped: nn.Module, task: Task, path: Path,
+                payload: dict[str, Any]) -> dict[str, Any] | None:  # fmt: skip
+    """Write the artifact file only; the weights' precision for onnx-int8, else None."""
+    if fmt == "onnx":
+        export_onnx(stripped, task.example_inputs, path)
+    elif fmt == "onnx-int8" and is_mixed(model):
+        return export_mixed(model, task.example_inputs, task.calibration_inputs(), path).to_dict()
+    elif fmt == "onnx-int8":
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export_onnx(stripped, task.example_inputs, Path(tmp) / "model.fp32.onnx")
+            quantize_onnx(fp32, path, task.calibration_inputs())
+        return _int8_precision(model)
+    elif fmt == "torchscript":
         with torch.no_grad():
             traced = torch.jit.trace(stripped, _positional(task.example_inputs), check_trace=False)
         torch.jit.save(traced, str(path))
-        loaded = torch.jit.load(str(path))
-        return score(loaded, task), None, None
-    torch.save(payload, path)
-    return score(load_state_dict_artifact(path, task, plan=plan), task), None, None
+    else:
+        torch.save(payload, path)
+    return None
+
+
+@contextmanager
+def _baseline_artifact(fmt: str, task: Task) -> Iterator[tuple[Path, nn.Module]]:
+    """The teacher written the way the trial was (same format, same runtime) in a temporary folder, and the eager
+    module it was written from: what "x smaller / x faster" compares against."""
+    teacher = task.teacher()
+    stripped = strip_autoslim(teacher)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ARTIFACTS[fmt]
+        _write_file(fmt, teacher, stripped, task, path, {"state_dict": stripped.state_dict()})
+        yield path, stripped
 
 
 def _int8_precision(model: nn.Module) -> dict[str, Any]:

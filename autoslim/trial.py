@@ -51,9 +51,22 @@ class TrialSpec:
     fronts: Mapping[str, Sequence[tuple[float, float, int]]] | None = None
 
 
+# What a trial ended as. "stopped": its fine-tune was stopped early (it could not reach the accuracy the search needs,
+# or enter any front). Studies written before the rename stored Optuna's word "pruned", which read like the
+# prune.* techniques; :func:`status_name` maps it on reading.
+STATUSES = ("ok", "infeasible", "failed", "stopped")
+LEGACY_STATUSES = {"pruned": "stopped"}
+
+
+def status_name(recorded: object) -> str:
+    """A recorded status as autoslim names it today (``"pruned"`` from an older study reads as ``"stopped"``)."""
+    text = str(recorded) if recorded is not None else ""
+    return LEGACY_STATUSES.get(text, text)
+
+
 @dataclass
 class TrialResult:
-    status: str  # "ok" | "infeasible" | "failed" | "pruned" (stopped early: cannot reach spec.min_accuracy)
+    status: str  # one of STATUSES ("stopped": stopped early, see early_stop)
     accuracy: float | None = None
     costs: dict[str, dict[str, Any]] = field(default_factory=dict)  # profile name -> Cost.to_dict()
     params: int | None = None
@@ -316,7 +329,7 @@ def run_trial(
     except InfeasibleError as exc:
         result.status, result.reason = "infeasible", str(exc)
     except StoppedEarly as exc:
-        result.status, result.reason = "pruned", str(exc)
+        result.status, result.reason = "stopped", str(exc)
     except NotFiniteError as exc:  # NaN outputs or a NaN metric: never a score
         result.status, result.reason = "failed", f"not finite: {exc}"
     except Exception as exc:  # failure is a result: the search goes on

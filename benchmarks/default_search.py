@@ -22,13 +22,14 @@ import pandas as pd
 
 from autoslim.cost import get_profile
 from autoslim.report.frame import front_frame
+from autoslim.report.results import open_results
 from autoslim.search import default_space_path, load_space
 
 OUT = Path("results/benchmarks")
 
 
 def summarize(folder: Path, seed: int, wall_s: float | None) -> list[dict]:
-    df = pd.read_csv(folder / "trials.csv")
+    df = open_results(folder).trials  # <profile>.<objective> columns, as front_frame reads them
     base = df[df["is_baseline"] & (df["status"] == "ok")].iloc[0]
     rows = []
     for name in load_space(default_space_path()).profiles:
@@ -39,7 +40,7 @@ def summarize(folder: Path, seed: int, wall_s: float | None) -> list[dict]:
         best = within.loc[within[col].idxmin()]
         rows.append({
             "seed": seed, "wall_s": wall_s, "ok": int((df["status"] == "ok").sum()),
-            "pruned": int((df["status"] == "pruned").sum()), "profile": p.name, "objective": p.objective,
+            "stopped": int(df["status"].isin(["stopped", "pruned"]).sum()), "profile": p.name, "objective": p.objective,
             "best_1pp_trial": int(best["trial"]), "drop_pp": round(100 * (base["accuracy"] - best["accuracy"]), 2),
             "objective_reduction_x": round(float(base[col]) / float(best[col]), 1),
             "bytes_reduction_x": round(float(base[size]) / float(best[size]), 1), "plan": best["plan"],

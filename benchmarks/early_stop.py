@@ -46,7 +46,7 @@ def run(space_path: Path, early_stop: bool, budget: int, seed: int) -> list[dict
         best = within.loc[within[col].idxmin()] if len(within) else None
         rows.append({
             "early_stop": early_stop, "trial_seconds": round(float(df["duration_s"].sum()), 1),
-            "stopped": int((df["status"] == "pruned").sum()), "ok": int((df["status"] == "ok").sum()),
+            "stopped": int(df["status"].isin(["stopped", "pruned"]).sum()), "ok": int((df["status"] == "ok").sum()),
             "space": space.name, "profile": p.name, "objective": p.objective, "hypervolume": round(hv[p.name], 4),
             "best_1pp_trial": None if best is None else int(best["trial"]),
             "best_1pp_accuracy": None if best is None else float(best["accuracy"]),

@@ -19,6 +19,7 @@ import pandas as pd
 
 from autoslim.cost import HardwareProfile, get_profile
 from autoslim.report.frame import front_frame
+from autoslim.report.results import open_results
 from autoslim.search import SearchConfig, load_space, run_search
 from autoslim.tasks.zoo import ZOO_TASKS
 
@@ -45,7 +46,7 @@ def failing_technique(reason: str) -> str:
 
 
 def summarize(model: str, folder: Path, wall_s: float | None) -> list[dict]:
-    df = pd.read_csv(folder / "trials.csv")
+    df = open_results(folder).trials  # <profile>.<objective> columns, as front_frame reads them
     space = space_for(model)
     kept = ""
     if (folder / "preflight.csv").exists():

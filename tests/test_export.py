@@ -75,10 +75,12 @@ def test_export_reproduces_the_trial(study: Path, tmp_path: Path, number: int, f
     assert m["task"] == TINY_TASK and len(m["teacher_sha256"]) == 64
     assert {"autoslim", "torch", "onnx", "onnxruntime", "optuna"} <= set(m["versions"])
     assert done.artifact.exists() and done.artifact.name == m["artifact"]
+    assert m["artifact_bytes"] == done.artifact.stat().st_size  # measured: tests/test_export_measure.py
+    assert m["measured"]["baseline"]["format"] == m["format"] and m["measured"]["latency_ms"] > 0
 
 
 def test_state_dict_loads_with_weights_only(study: Path, tmp_path: Path) -> None:
-    done = export_trial(study, task=TINY_TASK, trial=2, fmt="state-dict", out=tmp_path)
+    done = export_trial(study, task=TINY_TASK, trial=2, fmt="state-dict", out=tmp_path, measure=False)
     saved = torch.load(done.artifact, weights_only=True)
     assert set(saved) == {"state_dict", "plan", "seed", "task"}
     assert CompressionPlan.from_dict(saved["plan"]).describe() == done.manifest["plan_words"]
@@ -87,14 +89,20 @@ def test_state_dict_loads_with_weights_only(study: Path, tmp_path: Path) -> None
 
 
 def test_onnx_of_an_int8_plan_is_exported_as_int8(study: Path, tmp_path: Path) -> None:
-    done = export_trial(study, task=TINY_TASK, trial=1, fmt="onnx", out=tmp_path)
+    done = export_trial(study, task=TINY_TASK, trial=1, fmt="onnx", out=tmp_path, measure=False)
     assert done.manifest["format"] == "onnx-int8" and done.manifest["requested_format"] == "onnx"
     assert done.artifact.name == "model.int8.onnx"
 
 
 def test_export_by_pick(study: Path, tmp_path: Path) -> None:
     done = export_trial(
-        study, task=TINY_TASK, profile=TINY_PROFILES[1], query=Query(max_accuracy_drop=0.05), fmt="onnx", out=tmp_path
+        study,
+        task=TINY_TASK,
+        profile=TINY_PROFILES[1],
+        query=Query(max_accuracy_drop=0.05),
+        fmt="onnx",
+        out=tmp_path,
+        measure=False,
     )
     assert done.manifest["trial"] in (0, 1, 2)
 

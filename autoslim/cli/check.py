@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autoslim.cli.options import ProfilesOption, SpaceOption, TaskOption
 from autoslim.cost import builtin_profiles, get_profile
 from autoslim.search import default_space_path, load_space
 from autoslim.search.preflight import preflight
@@ -17,19 +18,15 @@ from autoslim.tasks import load_task
 
 
 def check(
-    task: Annotated[str, typer.Option(help="Built-in task name or 'module:attr'.")] = "mnist1d-cnn",
-    space: Annotated[
-        Path | None,
-        typer.Option(
-            exists=True, dir_okay=False, readable=True, help="Search space YAML [default: search_spaces/default.yaml]."
-        ),
-    ] = None,
-    profile: Annotated[list[str] | None, typer.Option(help="Profile name or YAML path; repeat for several.")] = None,
+    task: TaskOption = "mnist1d-cnn",
+    space: SpaceOption = None,
+    profile: ProfilesOption = None,
     cache: Annotated[bool, typer.Option(help="Reuse a cached result for the same teacher and space.")] = True,
 ) -> None:
     """Which techniques of the space apply to the model: yes / no / narrowed, why, and size and cost before/after."""
     console = Console()
-    sp = load_space(space or default_space_path())  # errors: one line, exit code 2 (autoslim.cli.errors)
+    # Errors: one line, exit code 2 (autoslim.cli.errors).
+    sp = load_space(Path(space) if space else default_space_path())
     profiles = [get_profile(n) for n in profile or list(sp.profiles) or list(builtin_profiles())]
     result = preflight(load_task(task), sp, profiles, cache=cache)
     title = escape(f"preflight: {sp.name} on {task} (size and cost: teacher → the technique's strong end)")

@@ -1,38 +1,82 @@
-"""Progress: a rich bar (count, best so far, time left) on a terminal; plain log lines otherwise."""
+"""Progress: rich bars on a terminal (the teacher's epochs, then the trials: count, best so far, time left); plain
+log lines otherwise. Trials are named by their Optuna number (from 0), as in trials.csv and the front tables."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from autoslim.cli.text import shorten
 from autoslim.search import Progress as SearchProgress
+from autoslim.tasks.progress import TaskProgress, listening
+
+
+class _Plain:
+    """One line per event: what CI logs and `| tee` keep."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def _line(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def teacher(self, p: TaskProgress) -> None:
+        self._line(f"{p.what}: epoch {p.done}/{p.total}, {p.detail} ({p.elapsed_s:.0f} s)")
+
+    def search(self, p: SearchProgress) -> None:
+        if p.result is None:
+            self._line(f"search: {p.done}/{p.budget} trials already finished")
+            return
+        r = p.result
+        what = f"accuracy {r.accuracy:.2%}" if r.accuracy is not None else shorten(r.reason, 100)
+        best = f" · {p.best}" if p.best else ""
+        self._line(f"trial {p.number}: {r.status}, {what} ({r.duration_s:.1f} s) · {p.done}/{p.budget} done{best}")
+
+
+class _Bars:
+    """A bar for the teacher while it trains, then one for the search (added when the first trial can start, so
+    the search's clock does not tick through the teacher's training)."""
+
+    def __init__(self, bar: Progress, budget: int) -> None:
+        self.bar, self.budget = bar, budget
+        self.teacher_id: TaskID | None = None
+        self.search_id: TaskID | None = None
+
+    def teacher(self, p: TaskProgress) -> None:
+        if self.teacher_id is None:
+            self.teacher_id = self.bar.add_task(p.what, total=p.total, best="")
+        self.bar.update(self.teacher_id, completed=p.done, total=p.total, best=p.detail)
+
+    def search(self, p: SearchProgress) -> None:
+        if self.search_id is None:
+            self.search_id = self.bar.add_task("search", total=self.budget, best="")
+        last = f"trial {p.number} {p.result.status}" if p.result is not None else ""
+        self.bar.update(self.search_id, completed=p.done, best=" · ".join(x for x in (last, p.best) if x))
 
 
 @contextmanager
-def progress_reporter(console: Console, budget: int) -> Iterator[Callable[[SearchProgress], None]]:
+def progress_reporter(console: Console, budget: int) -> Iterator[_Plain | _Bars]:
+    """Yields an object with ``.search(Progress)`` (the driver's ``on_progress``); inside the block, the task's
+    own progress (its teacher's epochs) is shown too."""
     if not console.is_terminal:
-
-        def plain(p: SearchProgress) -> None:
-            if p.result is None:
-                console.print(f"search: {p.done}/{p.budget} trials already finished", highlight=False)
-                return
-            r = p.result
-            acc = f"acc {r.accuracy:.2%}" if r.accuracy is not None else r.reason.splitlines()[0][:80]
-            console.print(
-                f"trial {p.done}/{p.budget}: {r.status} {acc} ({r.duration_s:.1f}s) {p.best}", highlight=False
-            )
-
-        yield plain
+        plain = _Plain(console)
+        with listening(plain.teacher):
+            yield plain
         return
-    columns = (TextColumn("search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=console) as bar:
-        task_id = bar.add_task("search", total=budget, best="")
-
-        def fancy(p: SearchProgress) -> None:
-            bar.update(task_id, completed=p.done, best=p.best)
-
-        yield fancy
+        bars = _Bars(bar, budget)
+        with listening(bars.teacher):
+            yield bars

@@ -1,4 +1,4 @@
-"""``autoslim report | pick | compare``: read a finished study folder (read-only, nothing unpickled)."""
+"""``autoslim report | compare``: read finished study folders (read-only, nothing unpickled)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from autoslim.cli.errors import print_warning
-from autoslim.cli.options import above_zero, at_least_zero
 from autoslim.report.compare import compare_studies, study_differences
 from autoslim.report.html import write_html
-from autoslim.report.pick import Query, pick
 from autoslim.report.results import open_results
 
 
@@ -24,31 +22,6 @@ class StudiesDiffer(ValueError):
 def report(study: Annotated[Path, typer.Argument(help="A study folder, e.g. results/default.")]) -> None:
     """Rebuild RESULTS/<study>/report.html (self-contained: plots, fronts, failures, settings)."""
     typer.echo(write_html(open_results(study)))
-
-
-def pick_cmd(
-    study: Annotated[Path, typer.Argument(help="A study folder, e.g. results/default.")],
-    profile: Annotated[str, typer.Option(help="Which profile's front to pick from.")],
-    max_accuracy_drop: Annotated[
-        float | None, typer.Option(callback=at_least_zero, help="vs. the baseline, e.g. 0.01 = 1 pp.")
-    ] = None,
-    min_accuracy: Annotated[float | None, typer.Option(help="e.g. 0.98")] = None,
-    max_latency_ms: Annotated[float | None, typer.Option(callback=above_zero)] = None,
-    max_bytes: Annotated[float | None, typer.Option(callback=above_zero)] = None,
-) -> None:
-    """Print the best front point meeting the query (or the nearest one, exit code 1)."""
-    results = open_results(study)
-    chosen = pick(results, profile, Query(max_accuracy_drop, min_accuracy, max_latency_ms, max_bytes))
-    console = Console()
-    row = chosen.row if chosen.row is not None else chosen.nearest
-    console.print(chosen.message, markup=False, highlight=False)
-    if row is not None:
-        p = results.profile(profile)
-        console.print(f"  accuracy {row['accuracy']:.2%} · latency {row[f'{p.name}.latency_ms']:.4g} ms · "
-                      f"{int(row[f'{p.name}.model_bytes']):,} bytes\n  plan: {row['plan']}\n  json: {row['plan_json']}",
-                      markup=False, highlight=False)  # fmt: skip
-    if chosen.row is None:
-        raise typer.Exit(1)
 
 
 def compare(

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from autoslim.cli.options import SpaceOption, TaskOption
 from autoslim.plan import CompressionPlan
 from autoslim.policy.sensitivity import sensitivity_table
 from autoslim.policy.show import heatmap_png, table_frame
@@ -21,23 +22,15 @@ from autoslim.trial import build_model
 
 
 def sensitivity(
-    task: Annotated[str, typer.Option(help="Built-in task name or 'module:attr'.")] = "mnist1d-cnn",
-    space: Annotated[
-        Path | None,
-        typer.Option(
-            exists=True,
-            dir_okay=False,
-            readable=True,
-            help="Search space YAML; its candidates are measured [default: search_spaces/default.yaml].",
-        ),
-    ] = None,
+    task: TaskOption = "mnist1d-cnn",
+    space: SpaceOption = None,
     out: Annotated[Path, typer.Option(help="Folder for the CSV and heat-map PNG per technique.")] = Path(
         "results/sensitivity"
     ),
 ) -> None:
     """Per layer and candidate value: the loss against the teacher when only that layer takes the value (cached)."""
     console = Console()
-    sp = load_space(space or default_space_path())
+    sp = load_space(Path(space) if space else default_space_path())
     the_task = load_task(task)
     _, ctx = build_model(CompressionPlan(), the_task)  # the teacher, its data and calibration inputs
     techs = [t for t in sp.techniques if "sensitivity" in t.policies]

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autoslim.cli.options import resolve_space
+from autoslim.safe_io import UnsafePathError
 from autoslim.search.space import SpaceError, default_space_path, load_space
 
 app = typer.Typer(no_args_is_help=True, help="Search spaces.")
@@ -31,11 +33,13 @@ def list_() -> None:
 
 
 @app.command()
-def show(name: Annotated[str, typer.Argument(help="A space name (file stem) or a YAML path.")]) -> None:
+def show(
+    name: Annotated[str, typer.Argument(help="A shipped space's name (as --space takes) or a YAML path.")],
+) -> None:
     """Validate a space and print its file."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else _folder() / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in _folder().glob("*.yaml")))
-        raise SpaceError(f"no search space {name!r}: the shipped ones are {known}; or give a YAML file path")
+    try:
+        path = resolve_space(name)  # the same names and paths `search --space` accepts
+    except UnsafePathError as exc:
+        raise SpaceError(str(exc)) from None
     load_space(path)  # raises with the field named when invalid
     typer.echo(path.read_text(), nl=False)

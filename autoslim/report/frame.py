@@ -1,4 +1,10 @@
-"""The study as a table: one row per trial with its plan, accuracy, every profile's costs and status."""
+"""The study as a table: one row per trial with its plan, accuracy, every profile's costs and status.
+
+Columns follow Optuna's ``trials_dataframe`` where it has a word for them (``params_<name>`` for the sampled values,
+``datetime_start`` / ``datetime_complete``); costs are ``<profile>.<field>`` (per batch of the profile's
+``batch_size``; ``<profile>.<objective>`` is the column each front is drawn against). Against the baseline:
+``accuracy_drop_pp`` (baseline minus trial, in percentage points) and ``<profile>.<objective>_reduction`` (baseline
+÷ trial: 4.0 means 4x smaller or faster)."""
 
 from __future__ import annotations
 
@@ -12,8 +18,9 @@ import pandas as pd
 from autoslim.cost import HardwareProfile
 from autoslim.report.pareto import pareto_front
 
-COST_FIELDS = ("latency_ms", "measured_latency_ms", "model_bytes", "peak_activation_bytes", "macs", "energy_mj", "fits",
-               "fit_reason")  # fmt: skip
+COST_FIELDS = ("latency_ms", "measured_latency_ms", "measured_backend", "model_bytes", "peak_activation_bytes", "macs",
+               "energy_mj", "fits", "fit_reason")  # fmt: skip
+STOPPED = ("stopped", "pruned")  # a fine-tune stopped early; "pruned" is the word of studies made before the rename
 
 
 def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd.DataFrame:
@@ -26,8 +33,11 @@ def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd
             "trial": t.number,
             "status": a["status"],
             "accuracy": a.get("accuracy"),
-            "params": a.get("params"),
+            "accuracy_drop_pp": None,  # filled below, once the baseline is known
+            "n_params": a.get("params"),  # the model's parameter count (``params_*`` are the sampled values)
             "duration_s": round(_number(a.get("duration_s")) or 0.0, 2),
+            "datetime_start": t.datetime_start,
+            "datetime_complete": t.datetime_complete,
             "plan": a.get("plan_words", ""),
             "is_baseline": bool(a.get("baseline", False)),
             "is_recipe": bool(a.get("recipe", False)),
@@ -38,13 +48,46 @@ def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd
         for p in profiles:
             for f in COST_FIELDS:
                 row[f"{p.name}.{f}"] = costs.get(p.name, {}).get(f)
-        row.update({f"param.{k}": v for k, v in t.params.items()})
+        row.update({f"params_{k}": v for k, v in t.params.items()})
         # The distillation loss picked for this model's outputs (logits, sigmoid, embeddings, ...): see distill.kd.
         row["kd_loss"] = (a.get("notes") or {}).get("distill.kd", {}).get("loss", "")
         row["reason"] = a.get("reason", "")
         row["plan_json"] = json.dumps(a.get("plan", {}), sort_keys=True)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return _against_baseline(pd.DataFrame(rows), profiles)
+
+
+def baseline_row(df: pd.DataFrame) -> pd.Series | None:
+    """The finished uncompressed baseline (the first, should a study hold two), or None."""
+    if df.empty:
+        return None
+    base = df[df["is_baseline"] & (df["status"] == "ok") & finite(df["accuracy"])]
+    return base.iloc[0] if len(base) else None
+
+
+def _against_baseline(df: pd.DataFrame, profiles: Sequence[HardwareProfile]) -> pd.DataFrame:
+    if df.empty:
+        return df
+    base = baseline_row(df)
+    accuracy = pd.to_numeric(df["accuracy"], errors="coerce")
+    if base is not None:
+        df["accuracy_drop_pp"] = ((float(base["accuracy"]) - accuracy) * 100).round(4)
+    extra = {}
+    for p in profiles:
+        col = f"{p.name}.{p.objective}"
+        cost = pd.to_numeric(df[col], errors="coerce")
+        reference = float("nan") if base is None else pd.to_numeric(pd.Series([base[col]]), errors="coerce").iloc[0]
+        extra[f"{col}_reduction"] = (reference / cost.where(cost > 0)).round(3)
+    df = pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1)
+    # Read left to right: what the trial is, how it scored, each profile's costs beside its reduction, what was
+    # sampled, why it failed, the plan as JSON last (long).
+    head = [c for c in df.columns if "." not in c and not c.startswith("params_") and c not in _TAIL]
+    costs = [c for p in profiles for c in df.columns if c.startswith(f"{p.name}.")]
+    params = [c for c in df.columns if c.startswith("params_")]
+    return df[head + costs + params + [c for c in _TAIL if c in df.columns]]
+
+
+_TAIL = ("kd_loss", "reason", "plan_json")
 
 
 def _number(value: object) -> float | None:

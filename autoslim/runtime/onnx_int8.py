@@ -51,7 +51,7 @@ def _ort() -> Any:
         import onnxruntime
         import onnxruntime.quantization
     except ImportError as exc:
-        raise ImportError("real int8 execution needs onnx and onnxruntime: pip install 'autoslim[onnx]'") from exc
+        raise ImportError("real int8 execution needs onnx and onnxruntime: pip install onnx onnxruntime") from exc
     return onnxruntime
 
 

@@ -69,7 +69,7 @@ class SearchConfig:
     timeout_s: float | None = None
     sampler: str = "auto"
     warm_start: Path | None = None  # a previous study folder: its fronts' plans are tried first
-    early_stop: bool = True  # stop a fine-tune that cannot meet the accuracy constraints (trial "pruned")
+    early_stop: bool = True  # stop a fine-tune that cannot meet the accuracy constraints (trial "stopped")
     executor: str | None = None  # inline|process|ray; None: inline if workers == 1, ray given ray_address, else process
     ray_address: str | None = None  # an existing Ray cluster (HEAD:6379); None with executor="ray": a local instance
     cpus_per_trial: float = 1.0  # torch threads per trial (process, ray) and the CPUs Ray reserves for it
@@ -89,6 +89,7 @@ class Progress:
     budget: int
     result: TrialResult | None
     best: str = ""
+    number: int | None = None  # the finished trial's Optuna number (from 0), as in trials.csv and the fronts
 
 
 @dataclass
@@ -119,7 +120,7 @@ def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, res
     if result.status == "ok":
         values = [result.accuracy] + [result.costs[p.name][p.objective] for p in profiles]
         study.tell(trial, values)
-    elif result.status in ("pruned", "infeasible"):
+    elif result.status in ("stopped", "infeasible"):
         # Stopped early, or a plan step the model cannot take: told as PRUNED, TPE counts it among the bad trials
         # and samples that region less (a FAIL it ignores). The user attr "status" still says which it was.
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -280,7 +281,7 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                 heartbeats.discard(trial._trial_id)
                 done, ran = (finished_count(study) if shared else done + 1), ran + 1
                 if on_progress:
-                    on_progress(Progress(done, config.budget, result, headline.text()))
+                    on_progress(Progress(done, config.budget, result, headline.text(), trial.number))
             if broken:  # the pool is unusable: its other trials died with it
                 for trial, plan in running.values():
                     _record(study, trial, plan, TrialResult("failed", reason="worker pool broke"), profiles)

@@ -22,7 +22,8 @@ from autoslim.search.journal import JOURNAL_NAME, check_journal, check_one_study
 from autoslim.search.storage import rdb_storage
 
 INTERRUPTED = "interrupted"
-_TOLD_OTHERWISE = ("ok", "pruned", "infeasible")  # statuses told as COMPLETE / PRUNED, never FAIL
+# Statuses told as COMPLETE / PRUNED, never FAIL ("pruned": what studies before the rename to "stopped" stored).
+_TOLD_OTHERWISE = ("ok", "stopped", "pruned", "infeasible")
 
 
 def objective_names(profiles: Sequence[HardwareProfile]) -> list[str]:

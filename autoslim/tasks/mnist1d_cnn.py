@@ -20,6 +20,7 @@ from autoslim.evaluate import evaluate
 from autoslim.nn_utils import iter_batches
 from autoslim.tasks.base import Task
 from autoslim.tasks.cache import atomic_save, cache_root, recipe_key
+from autoslim.tasks.progress import is_listened, report_progress
 
 RECIPE: dict[str, Any] = {
     "data": {"num_samples": 30000, "train_split": 0.6, "seed": 42, "n_val": 6000},
@@ -66,20 +67,27 @@ def _make_data(cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {"x_train": x, "y_train": y, "x_val": xt[:nv], "y_val": yt[:nv], "x_test": xt[nv:], "y_test": yt[nv:]}
 
 
-def _train(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], cfg: dict[str, Any]) -> None:
+def _train(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], cfg: dict[str, Any],
+           val: tuple[torch.Tensor, torch.Tensor]) -> None:  # fmt: skip
     torch.manual_seed(cfg["seed"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     steps = cfg["epochs"] * -(-len(train[1]) // cfg["batch_size"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["max_lr"], total_steps=steps)
     gen = torch.Generator().manual_seed(cfg["seed"])
+    t0 = time.perf_counter()
     model.train()
-    for _ in range(cfg["epochs"]):
+    for epoch in range(1, cfg["epochs"] + 1):
         for x, y, _idx in iter_batches(train, cfg["batch_size"], shuffle=True, generator=gen):
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+        if is_listened():  # scored only for a listener; eval mode and no RNG draw, so the weights are the same
+            acc = evaluate(model.eval(), val)
+            model.train()
+            report_progress("mnist1d-cnn teacher", epoch, cfg["epochs"], f"val accuracy {acc:.2%}",
+                            time.perf_counter() - t0)  # fmt: skip
     model.eval()
 
 
@@ -100,7 +108,7 @@ def load(recipe: dict[str, Any] = RECIPE, *, verbose: bool = True) -> Task:
         if verbose:
             print(f"Training the mnist1d-cnn teacher once (cached in {folder}) ...", flush=True)
         t0 = time.perf_counter()
-        _train(model, (data["x_train"], data["y_train"]), recipe["train"])
+        _train(model, (data["x_train"], data["y_train"]), recipe["train"], (data["x_val"], data["y_val"]))
         meta = {
             "val_accuracy": evaluate(model, (data["x_val"], data["y_val"])),
             "test_accuracy": evaluate(model, (data["x_test"], data["y_test"])),

@@ -4,6 +4,7 @@ never crash on any value a trial can record (NaN, inf, null accuracy or cost).""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import optuna
@@ -54,12 +55,13 @@ def test_crash_reports_survive_nan_and_inf_values(tmp_path: Path, fast_space_fil
     assert report.exit_code == 0, report.output
     assert_no_traceback(report)
     html = (folder / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(TINY_PROFILES)
+    assert html.count('class="plotly-graph-div"') >= len(TINY_PROFILES)
     for p in TINY_PROFILES:
         picked = run("pick", str(folder), "--profile", p, "--min-accuracy", "0")
         assert picked.exit_code == 0, picked.output
         assert_no_traceback(picked)
-        assert "nan" not in picked.output.split("accuracy", 1)[1].split("·")[0]
+        row = next(line for line in picked.output.splitlines() if line.startswith("picked"))
+        assert not re.search(r"\b(nan|inf)\b", row, flags=re.I), row
     compared = run("compare", str(folder), str(folder))
     assert compared.exit_code == 0, compared.output
     resumed = _search(tmp_path, fast_space_file, TINY_TASK, budget=3)  # the driver's own report writing, too

@@ -68,7 +68,7 @@ def test_kd_calls_the_callback_between_epochs_and_stops_when_it_raises() -> None
 
 def test_a_hopeless_fine_tune_stops_before_its_last_epoch() -> None:
     result = run_trial(spec(HOPELESS, 0.8), tiny_task(), cache={})
-    assert result.status == "pruned", result.reason
+    assert result.status == "stopped", result.reason
     # after epoch 1 of 3 the rule still lets the error (0.71, plus two standard errors) shrink to 1/6 of itself;
     # after epoch 2, to 1/3: 76% is the best it could reach
     assert result.reason == "stopped early: accuracy 0.2891 after epoch 2/3 cannot reach 0.8000"
@@ -105,7 +105,7 @@ def test_accuracy_floor_from_the_constraints() -> None:
 
 @pytest.mark.usefixtures("repo_root_on_path")
 @pytest.mark.parametrize("early", [True, False])
-def test_the_driver_records_a_stopped_trial_as_pruned(tmp_path: Path, early: bool) -> None:
+def test_the_driver_records_a_stopped_trial_as_stopped(tmp_path: Path, early: bool) -> None:
     space = {
         "name": "hopeless", "profiles": TINY_PROFILES, "constraints": {"max_accuracy_drop": 0.05},
         "techniques": {"prune.structured": {"params": {"ratio": 0.8}}, "distill.kd": {"params": KD}},
@@ -124,7 +124,7 @@ def test_the_driver_records_a_stopped_trial_as_pruned(tmp_path: Path, early: boo
     row = outcome.trials.iloc[1]
     if early:  # the baseline (87.5%) less 5 pp: 82.5% is out of reach
         assert trial.state == optuna.trial.TrialState.PRUNED
-        assert row["status"] == "pruned" and row["reason"].startswith("stopped early: accuracy 0.2891 after epoch 2/3")
+        assert row["status"] == "stopped" and row["reason"].startswith("stopped early: accuracy 0.2891 after epoch 2/3")
     else:  # runs to the end, then fails the constraint
         assert trial.state == optuna.trial.TrialState.COMPLETE and row["status"] == "ok" and not row["feasible"]
 
@@ -154,7 +154,7 @@ def test_a_fine_tune_dominated_on_every_profile_stops() -> None:
     profiles = tuple(get_profile(p) for p in TINY_PROFILES)
     plan = CompressionPlan.from_params(GOOD).to_dict()
     beaten = run_trial(TrialSpec(plan, profiles, seed=1, fronts=_fronts((0.0, 1.0, 7))), tiny_task(), cache={})
-    assert beaten.status == "pruned"
+    assert beaten.status == "stopped"
     assert "dominated at its cost on every profile" in beaten.reason and "trial 7" in beaten.reason
     # a front point that costs more than the trial's model, or one that is less accurate, dominates nothing
     for point in ((1e12, 1.0, 7), (0.0, 0.05, 7)):
@@ -197,7 +197,7 @@ def test_dominance_prices_the_quantized_model_the_plan_delivers(mode: str) -> No
     kept = run_trial(TrialSpec(plan_dict, profiles, seed=1, fronts=at(1.5)), task, cache={})
     assert kept.status == "ok" and kept.accuracy == final.accuracy and kept.costs == final.costs
     stopped = run_trial(TrialSpec(plan_dict, profiles, seed=1, fronts=at(0.9)), task, cache={})
-    assert stopped.status == "pruned" and "dominated" in stopped.reason
+    assert stopped.status == "stopped" and "dominated" in stopped.reason
     assert stopped.notes["distill.kd"]["epochs_run"] == KD["epochs"]  # a stopped trial keeps its steps' notes
 
 
