@@ -49,8 +49,11 @@ def profile_figure(df: pd.DataFrame, front: pd.DataFrame, profile: HardwareProfi
     """All ok trials of one profile, its front numbered (the number ``export --trial`` takes), the baseline starred."""
     col = f"{profile.name}.{profile.objective}"
     ok = drawable(df, col)
-    on_front = set(front["trial"]) if len(front) else set()
     fig = go.Figure()
+    if ok.empty or "trial" not in ok.columns:  # nothing finished ok (all failed, or a timeout before trial 1)
+        fig.add_annotation(text="no trial finished ok on this profile", showarrow=False)
+        return fig
+    on_front = set(front["trial"]) if len(front) else set()
     rest = ok[~ok["trial"].isin(on_front)]
     fig.add_trace(_points(rest, profile, name=f"trials ({len(rest)})", color="#9a9a9a", size=7))
     recipes = ok[ok["is_recipe"]]

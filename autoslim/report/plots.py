@@ -54,7 +54,8 @@ def plot_front(df: pd.DataFrame, front: pd.DataFrame, profile: HardwareProfile, 
         _mark_break(main, axes[1])
         axes[1].text(0.01, 0.92, f"{len(far)} trial(s) below {floor:.1f}% (down to {far_acc.min():.1f}%), "
                      "shown under the break", transform=axes[1].transAxes, fontsize=7, va="top")  # fmt: skip
-    axes[-1].set_xscale("log")
+    if len(ok):  # a log axis with nothing on it raises (every trial failed)
+        axes[-1].set_xscale("log")
     axes[-1].set_xlabel(_LABELS.get(profile.objective, profile.objective))
     main.set_ylabel("validation accuracy (%)")
     main.set_title(f"{profile.name}: accuracy vs. {profile.objective} (batch {profile.batch_size})")
