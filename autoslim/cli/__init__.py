@@ -34,6 +34,7 @@ accuracy vs. cost per profile. Then pick a point and export it.
 \b
 Example:
   autoslim search --budget 50                                   # the built-in task, about 5 min on 2 cores
+  autoslim search --study nightly --time-budget 8h               # as many trials as end within 8 hours
   autoslim pick results/default --profile mcu-cortex-m7 --max-accuracy-drop 0.01
   autoslim export results/default --task mnist1d-cnn --trial N --format onnx-int8 --out deploy/
 

@@ -11,6 +11,7 @@ import typer
 
 from autoslim.safe_io import UnsafePathError, check_plain_name
 from autoslim.search.space import default_space_path
+from autoslim.search.time_budget import parse_duration
 
 
 class Sampler(str, Enum):  # autoslim.search.study.SAMPLERS (a test keeps the two equal)
@@ -41,6 +42,16 @@ def above_zero(value: float | None) -> float | None:
     """A float that must be > 0 (``min=0`` would let 0 through)."""
     if value is not None and not value > 0:  # `not >` also refuses nan
         raise typer.BadParameter(f"must be > 0, got {value}")
+    return value
+
+
+def duration_option(value: str | None) -> str | None:
+    """A duration like 8h, 10m, 1h30m (checked here so a typo fails before the teacher trains)."""
+    if value is not None:
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
     return value
 
 

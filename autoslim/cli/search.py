@@ -18,6 +18,7 @@ from autoslim.cli.options import (
     SpaceOption,
     TaskOption,
     above_zero,
+    duration_option,
     plain_name,
 )
 from autoslim.cli.progress import progress_reporter
@@ -25,6 +26,7 @@ from autoslim.cli.summary import print_failures, print_fronts, print_summary
 from autoslim.cost import builtin_profiles, get_profile
 from autoslim.safe_io import check_study_files, check_writable_folder, study_folder
 from autoslim.search import SearchConfig, default_space_path, load_space, run_search
+from autoslim.search.time_budget import parse_duration
 
 EXECUTOR_DEFAULT = "inline with --workers 1, ray with --ray-address, else process"
 
@@ -36,9 +38,24 @@ class SearchFailed(RuntimeError):
 
 
 def search(
+    ctx: typer.Context,
     budget: Annotated[
-        int, typer.Option(min=1, help="Finished trials the study should hold (a rerun only tops up).")
+        int,
+        typer.Option(
+            min=1,
+            help="Finished trials the study should hold (a rerun only tops up); with --time-budget and no "
+            "--budget: as many as fit.",
+        ),
     ] = 50,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            callback=duration_option,
+            help="Wall-clock budget of this run, e.g. 8h, 45m, 1h30m: a trial starts only while it is expected to "
+            "end in time (teacher and preflight count).",
+            show_default=NO_LIMIT,
+        ),
+    ] = None,
     task: TaskOption = "mnist1d-cnn",
     space: SpaceOption = None,
     profile: ProfilesOption = None,
@@ -101,12 +118,17 @@ def search(
     profiles = [get_profile(n) for n in names]
     folder = check_study_files(study_folder(check_writable_folder(results, what="--results"), study))
     try:
-        config = SearchConfig(space=sp, profiles=profiles, budget=budget, task=task, study=study, results_dir=results,
-                              seed=seed, workers=workers, timeout_s=timeout, sampler=sampler.value,
+        seconds = parse_duration(time_budget) if time_budget else None
+        # Typer vendors its own click: its ParameterSource is compared by name
+        given = getattr(ctx.get_parameter_source("budget"), "name", "DEFAULT") != "DEFAULT"
+        trials = None if seconds is not None and not given else budget
+        config = SearchConfig(space=sp, profiles=profiles, budget=trials, time_budget_s=seconds, task=task,
+                              study=study, results_dir=results, seed=seed,
+                              workers=workers, timeout_s=timeout, sampler=sampler.value,
                               warm_start=warm_start, executor=executor.value if executor else None,
                               ray_address=ray_address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                               early_stop=early_stop, preflight=preflight, storage=storage)  # fmt: skip
-        with progress_reporter(console, budget) as report:
+        with progress_reporter(console, trials) as report:
             outcome = run_search(config, on_progress=report.search)
     except Exception as exc:
         if exit_code(exc) == 2:

@@ -47,21 +47,50 @@ solid #ddd}code,pre{background:#f6f6f6}code{padding:1px 4px}pre{padding:.6em;ove
 table.settings th{width:14em}table.summary td:first-child{white-space:nowrap}
 .wide{overflow-x:auto}table.trials td:nth-last-child(-n+2){min-width:20em}"""
 _CONFIG = {"displaylogo": False, "responsive": True}
-_WEBGL = ("parcoords", "scattergl", "splom")
 # The plots are drawn after the page's text: the library (4.6 MB of JavaScript) is inlined at the end of the body,
-# so the summary and tables show at once and the plots fill in. A WebGL plot (parallel coordinates) waits for the
-# load event: without a GPU the browser emulates WebGL, and one such plot took 2-4 s in headless Chromium. A click
-# on a plotted point jumps to its trial's row (the point's customdata is its trial number).
-_DRAW = """(window.autoslimFigures || []).forEach(function (f) {
-  function draw() {
-    Plotly.newPlot(f.id, f.figure.data, f.figure.layout, f.config).then(function (gd) {
-      if (f.clickable) gd.on('plotly_click', function (e) {
-        var p = e.points && e.points[0]; if (p && p.customdata !== undefined) location.hash = 'trial-' + p.customdata;
+# so the summary and tables show at once and the plots fill in. Drawing every plot before the load event took 3 s
+# in headless Chromium on a busy 2-core machine (a WebGL plot, parallel coordinates, alone 2-4 s: without a GPU the
+# browser emulates WebGL), so only the plots in the first screen are drawn at once; the others draw as they come
+# near the screen (IntersectionObserver), and, after the load event, one after another in the background, so a
+# printed page, a search in the page or a jump to #trial-N finds them all drawn. The page marks
+# ``autoslim:first-view`` (the first screen's plots drawn) and ``autoslim:all-drawn`` in its performance timeline:
+# what the browser test and ``python -m tests.report.browser`` report. A click on a plotted point jumps to its
+# trial's row (the point's customdata is its trial number).
+_DRAW = """(function () {
+  var figs = window.autoslimFigures || [];
+  function draw(f) {
+    if (!f.drawn) {
+      f.drawn = Plotly.newPlot(f.id, f.figure.data, f.figure.layout, f.config).then(function (gd) {
+        if (f.clickable) gd.on('plotly_click', function (e) {
+          var p = e.points && e.points[0]; if (p && p.customdata !== undefined) location.hash = 'trial-' + p.customdata;
+        });
       });
-    });
+    }
+    return f.drawn;
   }
-  if (f.webgl) window.addEventListener('load', function () { setTimeout(draw, 0); }); else draw();
-});"""
+  function visible(f) {
+    var r = document.getElementById(f.id).getBoundingClientRect();
+    return r.bottom > 0 && r.top < window.innerHeight;
+  }
+  Promise.all(figs.filter(visible).map(draw)).then(function () { performance.mark('autoslim:first-view'); });
+  var byId = {};
+  figs.forEach(function (f) { byId[f.id] = f; });
+  if ('IntersectionObserver' in window) {
+    var seen = new IntersectionObserver(function (entries) {
+      entries.forEach(function (e) { if (e.isIntersecting) { seen.unobserve(e.target); draw(byId[e.target.id]); } });
+    }, {rootMargin: '300px'});
+    figs.forEach(function (f) { seen.observe(document.getElementById(f.id)); });
+  }
+  function rest() {
+    var i = 0;
+    (function next() {
+      if (i >= figs.length) { performance.mark('autoslim:all-drawn'); return; }
+      draw(figs[i++]).then(function () { setTimeout(next, 0); });
+    })();
+  }
+  if (document.readyState === 'complete') rest();
+  else window.addEventListener('load', function () { setTimeout(rest, 0); });
+})();"""
 
 
 _QUEUE = "(window.autoslimFigures = window.autoslimFigures || [])"
@@ -70,9 +99,8 @@ _QUEUE = "(window.autoslimFigures = window.autoslimFigures || [])"
 def figure_html(fig: go.Figure, div_id: str, *, clickable: bool = True) -> str:
     """A figure as its div and its entry in the page's list of figures (drawn by ``_DRAW``)."""
     height = f"{fig.layout.height or 450}px"
-    webgl = any(trace.type in _WEBGL for trace in fig.data)
     entry = (f'{{"id": "{div_id}", "figure": {pio.to_json(fig, validate=False)}, "config": {json.dumps(_CONFIG)}, '
-             f'"clickable": {json.dumps(clickable)}, "webgl": {json.dumps(webgl)}}}')  # fmt: skip
+             f'"clickable": {json.dumps(clickable)}}}')  # fmt: skip
     return (f'<div class="fig"><div id="{div_id}" class="plotly-graph-div" style="height:{height}"></div>'
             f"<script>{_QUEUE}.push({entry});</script></div>")  # fmt: skip
 

@@ -33,17 +33,39 @@ def settings_rows(study: optuna.Study, df: pd.DataFrame) -> list[tuple[str, str]
         ("constraints", _constraints(attrs.get("constraints") or {})),
     ]
     for key in ("budget", "sampler", "executor", "workers", "early_stop", "preflight", "storage"):
-        rows.append((key.replace("_", " "), str(run[key]) if key in run else NOT_RECORDED))
+        value = run.get(key, NOT_RECORDED)
+        if key == "budget" and key in run and value is None:
+            value = "none (the time budget decides)"
+        elif key == "workers" and key in run and value is None:
+            value = "one per CPU core"
+        rows.append((key.replace("_", " "), str(value)))
+    rows.append(("time budget", _limit(run, "time_budget_s")))
+    rows.append(("timeout", _limit(run, "timeout_s")))
     rows += [
         ("seed", str(run["seed"]) if "seed" in run else _seed(study)),
         ("torch threads per trial", _distinct(t.user_attrs.get("threads") for t in _ran(study))),
         ("device", _distinct((t.user_attrs.get("notes") or {}).get("device") for t in _ran(study))),
-        ("wall time", units.seconds(run["wall_s"]) if "wall_s" in run else _span(df)),
+        ("wall time", _wall(run) if "wall_s" in run else _span(df)),
         ("trial time (sum)", units.seconds(float(df["duration_s"].sum())) if len(df) else units.MISSING),
         ("teacher sha256", str(attrs.get("teacher_sha256", NOT_RECORDED))),
         ("library versions", _versions(run.get("versions"))),
     ]
     return rows
+
+
+def _limit(run: dict, key: str) -> str:
+    if key not in run:
+        return NOT_RECORDED
+    return "none" if run[key] is None else units.seconds(float(run[key]))
+
+
+def _wall(run: dict) -> str:
+    """The latest run's wall time (teacher, preflight and reports included), and all runs' where it resumed."""
+    text = f"{units.seconds(float(run['wall_s']))} (the latest run: teacher, preflight and reports included)"
+    before = float(run.get("wall_s_runs_before") or 0.0)
+    if before > 0:
+        text += f"; {units.seconds(before + float(run['wall_s']))} over all runs of this study"
+    return text
 
 
 def _ran(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

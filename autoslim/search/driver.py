@@ -1,7 +1,13 @@
 """The driver: the one place the Optuna study (ask / tell) meets an executor (run_trial).
 
 ``run_search`` keeps the executor's slots busy until the study holds ``budget`` finished trials, so rerunning
-the same command after a crash finishes the job and a rerun with a larger budget runs only the difference.
+the same command after a crash finishes the job and a rerun with a larger budget runs only the difference. With
+``time_budget_s`` it starts a trial only while that trial is expected to end in time (the median duration of the
+finished ones), so the search ends within the time budget plus at most one running trial's rest.
+
+The loop does no per-trial work that grows with the study beyond Optuna's own ask: the fronts a trial's early
+stop needs are kept incrementally (``fronts.ParetoFronts``), a trial's record goes to the journal in one append
+(``journal_batch.one_append``), and the trials table is built once at the start and once at the end.
 
 A journal study (``results/<study>/study.journal``) has one driver at a time: ``run_search`` holds the folder's
 ``StudyLock``. With ``SearchConfig.storage`` (an Optuna RDB URL) several drivers share the study: the budget
@@ -13,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,9 +41,12 @@ from autoslim.report.frame import front_frame
 from autoslim.report.html import build_html
 from autoslim.report.results import StudyResults, open_results
 from autoslim.safe_io import replacing, safe_write_text
+from autoslim.search.fronts import ParetoFronts
+from autoslim.search.journal_batch import one_append
 from autoslim.search.lock import StudyLock
 from autoslim.search.policy_tables import prepare_tables
 from autoslim.search.preflight import study_preflight
+from autoslim.search.run_info import run_record
 from autoslim.search.space import Constraints, SearchSpace
 from autoslim.search.space_check import check_space_unchanged
 from autoslim.search.storage import Heartbeats, ask, fail_stale
@@ -51,6 +61,7 @@ from autoslim.search.study import (
     objective_names,
     open_study,
 )
+from autoslim.search.time_budget import Running, TimeBudget
 from autoslim.tasks import Task, load_task
 from autoslim.tasks.fingerprint import teacher_sha256
 from autoslim.trial import TrialResult, TrialSpec
@@ -60,13 +71,14 @@ from autoslim.trial import TrialResult, TrialSpec
 class SearchConfig:
     space: SearchSpace
     profiles: Sequence[HardwareProfile]
-    budget: int = 50
+    budget: int | None = 50  # finished trials the study should hold; None: as many as the time budget allows
     task: str = "mnist1d-cnn"
     study: str = "default"
     results_dir: Path = Path("results")
     seed: int = 0
     workers: int | None = None  # None: one single-threaded worker per CPU core; 1: run inline
-    timeout_s: float | None = None
+    timeout_s: float | None = None  # stop starting trials after this many seconds (a hard cut-off)
+    time_budget_s: float | None = None  # start a trial only while it is expected to end within this many seconds
     sampler: str = "auto"
     warm_start: Path | None = None  # a previous study folder: its fronts' plans are tried first
     early_stop: bool = True  # stop a fine-tune that cannot meet the accuracy constraints (trial "stopped")
@@ -86,10 +98,11 @@ class SearchConfig:
 @dataclass
 class Progress:
     done: int
-    budget: int
+    budget: int | None  # None: no trial budget, a time budget
     result: TrialResult | None
     best: str = ""
     number: int | None = None  # the finished trial's Optuna number (from 0), as in trials.csv and the fronts
+    eta_s: float | None = None  # seconds from now until the search is expected to end (None: not known yet)
 
 
 @dataclass
@@ -104,7 +117,8 @@ class SearchOutcome:
 
 def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, result: TrialResult,
             profiles: Sequence[HardwareProfile], constraints: Constraints | None = None,
-            baseline_accuracy: float | None = None) -> None:  # fmt: skip
+            baseline_accuracy: float | None = None) -> bool:  # fmt: skip
+    """Store the trial's result and tell Optuna; returns whether it meets the space's constraints."""
     built = CompressionPlan.from_dict(result.plan) if result.plan else plan  # per-layer policies written out
     for key, value in {
         "status": result.status, "reason": result.reason, "plan": built.to_dict(), "plan_words": built.describe(),
@@ -114,9 +128,12 @@ def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, res
         "notes": result.notes,  # what each step did (KD epochs run, quantized layers, ...) and where it ran
     }.items():  # fmt: skip
         trial.set_user_attr(key, value)
+    feasible = True
     if result.status == "ok" and constraints is not None and constraints.count:
         assert result.accuracy is not None
-        trial.set_user_attr("constraints", constraints.violations(result.accuracy, baseline_accuracy, result.costs))
+        violations = constraints.violations(result.accuracy, baseline_accuracy, result.costs)
+        trial.set_user_attr("constraints", violations)
+        feasible = all(v <= 0 for v in violations)
     if result.status == "ok":
         values = [result.accuracy] + [result.costs[p.name][p.objective] for p in profiles]
         study.tell(trial, values)
@@ -126,6 +143,7 @@ def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, res
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return feasible
 
 
 class _Headline:
@@ -168,6 +186,9 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
 
 
 def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | None) -> SearchOutcome:
+    if config.budget is None and config.time_budget_s is None:
+        raise ValueError("a search needs a trial budget, a time budget, or both")
+    started = time.monotonic()
     shared = config.storage is not None
     task = load_task(config.task)  # trains and caches the teacher before any worker starts
     overrides = dict(config.space.objectives)
@@ -225,31 +246,45 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
         n = _enqueue_warm_start(study, config.warm_start)
         notes.append(f"warm start: {n} plan(s) from {config.warm_start} fronts queued after the baseline and recipes")
 
+    settings = _run_settings(config)
+    study.set_user_attr("run", run_record(settings, study.user_attrs.get("run")))
     done = finished_count(study)
-    headline = _Headline(trials_frame(study, profiles), profiles[0])
+    budget = config.budget if config.budget is not None else sys.maxsize  # None: the time budget decides
+    # The one trials table of the loop: every later step updates what is built from it, trial by trial.
+    df0 = trials_frame(study, profiles)
+    headline = _Headline(df0, profiles[0])
+    live = ParetoFronts.from_frame(df0, profiles)
+    clock = TimeBudget(config.time_budget_s, fractions=(1.0,))
+    for seconds in df0["duration_s"].dropna() if len(df0) and "duration_s" in df0 else ():
+        clock.add(0, float(seconds))  # a resumed search plans with the durations it has already seen
+    del df0
     if on_progress:
         on_progress(Progress(done, config.budget, None, headline.text()))
     executor = _make_executor(config, task)
+    clock.slots = executor.slots
+    loop_start = started  # the time budget is the whole call's: teacher, preflight and reports included
     heartbeats = Heartbeats(study._storage)
     running: dict[Future, tuple[optuna.Trial, CompressionPlan]] = {}
+    since: dict[int, float] = {}  # trial number -> when it was submitted (for the end estimate)
     starting: optuna.Trial | None = None  # asked but not yet in `running` (an inline trial runs inside submit)
-    ran, interrupted = 0, False
+    ran, interrupted, out_of_time = 0, False, False
     deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:
         while True:
-            out_of_time = deadline is not None and time.monotonic() > deadline
-            known = current_fronts(trials_frame(study, profiles), profiles) if config.early_stop else None
+            elapsed = time.monotonic() - loop_start
+            out_of_time = (deadline is not None and time.monotonic() > deadline) or not clock.can_start(elapsed)
+            known = live.as_spec_fronts() if config.early_stop else None
             if shared:
                 fail_stale(study)
             while (
                 not out_of_time
                 and len(running) < executor.slots
-                and (claimed_count(study) if shared else done + len(running)) < config.budget
+                and (claimed_count(study) if shared else done + len(running)) < budget
             ):
                 starting = ask(study)
                 heartbeats.add(starting._trial_id)
-                if shared and beyond_budget(study, starting.number, config.budget):
+                if shared and beyond_budget(study, starting.number, budget):
                     give_back(study, starting)  # another driver claimed the last slot at the same moment
                     heartbeats.discard(starting._trial_id)
                     starting = None
@@ -257,13 +292,16 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                 try:
                     plan = _plan_for(starting, space, tuple(p.name for p in profiles))
                 except (ValueError, TypeError) as exc:  # a sampled combination no config accepts
-                    _record(study, starting, CompressionPlan(), TrialResult("infeasible", reason=str(exc)), profiles)
+                    with one_append(study):
+                        _record(study, starting, CompressionPlan(), TrialResult("infeasible", reason=str(exc)),
+                                profiles)  # fmt: skip
                     heartbeats.discard(starting._trial_id)
                     starting, done, ran = None, done + 1, ran + 1
                     continue
                 floor = accuracy_floor(constraints, headline.base_acc) if config.early_stop else None
                 spec = TrialSpec(plan.to_dict(), tuple(profiles), seed=config.seed + starting.number,
                                  number=starting.number, min_accuracy=floor, fronts=known)  # fmt: skip
+                since[starting.number] = time.monotonic()
                 running[executor.submit(spec)] = (starting, plan)
                 starting = None
             if not running:
@@ -277,11 +315,19 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                 except BrokenProcessPool as exc:  # a worker died (OOM kill, segfault): fail its trial, go on
                     result, broken = TrialResult("failed", reason=f"worker process died: {exc!r}"), True
                 headline.add(result, profiles[0], plan.is_baseline)
-                _record(study, trial, plan, result, profiles, constraints, headline.base_acc)
+                with one_append(study):  # the record's ~14 journal operations in one locked, fsynced append
+                    feasible = _record(study, trial, plan, result, profiles, constraints, headline.base_acc)
+                live.add(trial.number, accuracy=result.accuracy, costs=result.costs, status=result.status,
+                         feasible=feasible, baseline=plan.is_baseline)  # fmt: skip
+                if result.status != "failed":
+                    clock.add(0, result.duration_s)
                 heartbeats.discard(trial._trial_id)
                 done, ran = (finished_count(study) if shared else done + 1), ran + 1
                 if on_progress:
-                    on_progress(Progress(done, config.budget, result, headline.text(), trial.number))
+                    now = time.monotonic()
+                    eta = _eta_s(clock, now - loop_start, [now - since[t.number] for t, _ in running.values()],
+                                 config.budget, done)  # fmt: skip
+                    on_progress(Progress(done, config.budget, result, headline.text(), trial.number, eta))
             if broken:  # the pool is unusable: its other trials died with it
                 for trial, plan in running.values():
                     _record(study, trial, plan, TrialResult("failed", reason="worker pool broke"), profiles)
@@ -302,11 +348,33 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
             signal.signal(signal.SIGTERM, previous)
         heartbeats.stop()
         executor.close()
+        study.set_user_attr("run", run_record(settings, study.user_attrs.get("run"),
+                                              wall_s=time.monotonic() - started))  # fmt: skip
+    if config.time_budget_s is not None and out_of_time and not interrupted:
+        left = "" if config.budget is None else f" ({max(0, config.budget - done)} of the trial budget not run)"
+        notes.append(f"time budget {config.time_budget_s:.0f} s: no further trial was expected to end in time; "
+                     f"{ran} trial(s) ran{left}")  # fmt: skip
     df = trials_frame(study, profiles)
     fronts = write_report(config.folder, df, profiles)
     # The one-file report (`autoslim report` rebuilds it), from this study object: a shared study has no journal.
     safe_write_text(config.folder / "report.html", build_html(StudyResults(config.folder, study, profiles, df)))
     return SearchOutcome(config.folder, df, fronts, ran, interrupted, notes)
+
+
+def _run_settings(config: SearchConfig) -> dict[str, Any]:
+    return {"budget": config.budget, "time_budget_s": config.time_budget_s, "timeout_s": config.timeout_s,
+            "seed": config.seed, "sampler": config.sampler, "executor": _executor_kind(config),
+            "workers": config.workers, "cpus_per_trial": config.cpus_per_trial,
+            "gpus_per_trial": config.gpus_per_trial, "early_stop": config.early_stop, "preflight": config.preflight,
+            "storage": config.storage, "warm_start": str(config.warm_start) if config.warm_start else None}  # fmt: skip
+
+
+def _eta_s(clock: TimeBudget, elapsed: float, running_s: Sequence[float], budget: int | None,
+           done: int) -> float | None:  # fmt: skip
+    """Seconds from now until the search is expected to end (``running_s``: how long each running trial has run)."""
+    left = None if budget is None else max(0, budget - done - len(running_s))
+    end = clock.estimated_end_s(elapsed, running=[Running(0, r) for r in running_s], trials_left=left)
+    return None if end is None else max(0.0, end - elapsed)
 
 
 def accuracy_floor(constraints: Constraints, baseline_accuracy: float | None) -> float | None:
@@ -330,8 +398,12 @@ def current_fronts(df: pd.DataFrame, profiles: Sequence[HardwareProfile]) -> dic
     return fronts
 
 
+def _executor_kind(config: SearchConfig) -> str:
+    return config.executor or ("ray" if config.ray_address else "inline" if config.workers == 1 else "process")
+
+
 def _make_executor(config: SearchConfig, task: Task) -> Executor:
-    kind = config.executor or ("ray" if config.ray_address else "inline" if config.workers == 1 else "process")
+    kind = _executor_kind(config)
     if kind != "ray" and (config.ray_address or config.gpus_per_trial):
         raise ValueError("--ray-address and --gpus-per-trial need --executor ray")
     if kind == "inline":

@@ -122,7 +122,7 @@ def test_settings_from_what_the_study_stores(handmade: StudyResults) -> None:
     assert (rows["budget"], rows["sampler"], rows["wall time"], rows["library versions"]) == (
         "50",
         "tpe",
-        "2 min 50 s",
+        "2 min 50 s (the latest run: teacher, preflight and reports included)",
         "torch 2",
     )
 
