@@ -20,6 +20,7 @@ from optuna.study import StudyDirection
 from autoslim.cost import HardwareProfile
 from autoslim.search.journal import JOURNAL_NAME, check_journal, check_one_study
 from autoslim.search.storage import rdb_storage
+from autoslim.search.windowed_tpe import WindowedTPESampler
 
 INTERRUPTED = "interrupted"
 # Statuses told as COMPLETE / PRUNED, never FAIL ("pruned": what studies before the rename to "stopped" stored).
@@ -47,8 +48,9 @@ def make_sampler(name: str, seed: int | None, *, constrained: bool = False) -> o
     name = AUTO_SAMPLER if name == "auto" else name
     if name == "tpe":
         # Multivariate, grouped TPE handles the conditional (define-by-run) space; constant liar spreads out
-        # parallel asks by treating running trials as bad.
-        return optuna.samplers.TPESampler(
+        # parallel asks by treating running trials as bad. Windowed: past 200 finished trials it models the recent
+        # ones and every front's trials, so an ask stops growing with the study (windowed_tpe.py).
+        return WindowedTPESampler(
             seed=seed, n_startup_trials=10, multivariate=True, group=True, constant_liar=True, constraints_func=cf
         )
     if name == "nsga2":

@@ -1,0 +1,71 @@
+"""WindowedTPESampler: TPE itself while the study is within the window; past it, the recent trials plus every
+per-profile front's trials, so an ask's cost stops growing."""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+import pytest
+
+from autoslim.search.windowed_tpe import WindowedTPESampler
+
+KW = {"n_startup_trials": 5, "multivariate": True, "group": True, "constant_liar": True}
+
+
+def _objective(trial: optuna.Trial) -> tuple[float, float, float]:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    kind = trial.suggest_categorical("kind", ["a", "b"])
+    y = trial.suggest_int("y", 1, 8) if kind == "a" else 4
+    return 1 - (x - 0.3) ** 2, x * y, (1 - x) * y  # accuracy up, two costs down
+
+
+def _study(sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
+
+
+def test_within_the_window_it_samples_exactly_what_tpe_samples() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        plain, windowed = (
+            _study(optuna.samplers.TPESampler(seed=3, **KW)),
+            _study(WindowedTPESampler(window=40, seed=3, **KW)),
+        )
+        plain.optimize(_objective, n_trials=30)
+        windowed.optimize(_objective, n_trials=30)
+    assert [t.params for t in plain.trials] == [t.params for t in windowed.trials]
+
+
+def test_past_the_window_the_view_is_the_recent_trials_and_every_front() -> None:
+    sampler = WindowedTPESampler(window=20, seed=0, **KW)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = _study(sampler)
+        study.optimize(_objective, n_trials=80)
+    view = sampler.view_numbers(study)
+    assert view is not None
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert {t.number for t in finished[-20:]} <= view
+    for j in (1, 2):  # every point of accuracy-vs-cost-j's front is kept, however old (one trial per tie)
+        front = {(t.values[0], t.values[j]) for t in finished if not any(_dominates(o, t, j) for o in finished)}
+        kept = {(t.values[0], t.values[j]) for t in finished if t.number in view}
+        assert front <= kept, j
+    assert len(view) < len(finished)  # and it is a real cut: older dominated trials are left out
+    # the sampler keeps working on the view (a define-by-run space, conditional parameter included)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(_objective, n_trials=5)
+    assert len(study.trials) == 85
+
+
+def _dominates(o: optuna.trial.FrozenTrial, t: optuna.trial.FrozenTrial, j: int) -> bool:
+    (oa, oc), (ta, tc) = (o.values[0], o.values[j]), (t.values[0], t.values[j])
+    return oa >= ta and oc <= tc and (oa > ta or oc < tc)
+
+
+def test_a_window_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="window"):
+        WindowedTPESampler(window=0)
