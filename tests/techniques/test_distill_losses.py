@@ -105,3 +105,48 @@ def test_hf_style_outputs_are_distilled_on_their_named_field() -> None:
     out = apply("distill.kd", student, ctx, epochs=10, lr=3e-2, batch_size=32, label_free_loss="mse")
     with torch.no_grad():
         assert gap(out) < 0.5 * before
+
+
+class Encoder(nn.Module):
+    """An embedding model with dropout and a batch norm, as encoders are built."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.bn, self.drop, self.out = nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Dropout(0.3), nn.Linear(16, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop(torch.relu(self.bn(self.lin(x)))))
+
+
+@pytest.mark.parametrize("dropout", ["auto", "on"])
+def test_label_free_kd_matches_a_deterministic_teacher_with_dropout_off(dropout: str) -> None:
+    """Distilling an exact copy of the teacher into itself: with dropout off (auto, for label-free outputs) the
+    loss is zero and nothing moves; with dropout on the student chases noise and drifts away from the teacher."""
+    torch.manual_seed(0)
+    teacher = Encoder()
+    teacher.bn = nn.Identity()  # type: ignore[assignment]  # only dropout may make the student move
+    teacher.eval()
+    student = copy.deepcopy(teacher)
+    x = torch.randn(512, 8)
+    ctx = ApplyContext(example_inputs=x[:4], teacher=teacher, train_data=(x, None), calibration_inputs=x[:64])
+    # SGD: a zero gradient is no step (Adam would blow rounding noise up to lr-sized steps)
+    out = apply("distill.kd", student, ctx, epochs=2, lr=0.1, optimizer="sgd", batch_size=64, dropout=dropout)
+    with torch.no_grad():
+        cos = float(F.cosine_similarity(out.eval()(x), teacher(x), dim=1).mean())
+    assert ctx.notes["distill.kd"]["dropout"] == ("off" if dropout == "auto" else "on")
+    if dropout == "auto":
+        assert cos > 0.99999
+    else:
+        assert cos < 0.9999
+
+
+def test_class_label_kd_keeps_dropout_on_and_a_bad_value_is_refused() -> None:
+    from autoslim.techniques.distill import KDConfig, training_mode
+
+    model = Encoder()
+    training_mode(model, dropout_off=True)
+    assert model.bn.training and not model.drop.training and not model.training
+    training_mode(model, dropout_off=False)
+    assert model.drop.training
+    with pytest.raises(ValueError, match="dropout"):
+        KDConfig(dropout="sometimes")  # type: ignore[arg-type]
