@@ -76,9 +76,10 @@ class KDConfig:
     min_epoch_steps: int | None = None
     # Dropout and other train-only randomness (drop path, attention dropout) during the fine-tune. "off": every
     # module but batch norm runs as in eval while training. auto: off when matching label-free outputs (an
-    # encoder's embeddings): the teacher's targets are deterministic, and a student with dropout on only matches
-    # them on average; on the pretrained all-MiniLM-L6-v2, 120 KD steps with dropout on took the unmodified model
-    # from cosine 1.000 to 0.994. On for class labels, where it regularizes as in the teacher's own training.
+    # encoder's embeddings) or under the task's own distillation loss: the teacher's targets are deterministic, and
+    # a student with dropout on only matches them on average; on the pretrained all-MiniLM-L6-v2, 120 KD steps with
+    # dropout on took the unmodified model from cosine 1.000 to 0.994. On for class labels, where it regularizes as
+    # in the teacher's own training.
     dropout: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
@@ -321,7 +322,10 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
     def stats_batches() -> Iterator[Any]:
         return (b.inputs for b in data.batches(shuffle=True, generator=gen, batch_size=config.batch_size))
 
-    dropout_off = config.dropout == "off" or (config.dropout == "auto" and label_free)
+    # auto: off when the student only chases the teacher's outputs: label-free outputs, or the task's own
+    # distillation loss (a task defines one where its targets are not class labels, e.g. embedding similarity)
+    matching = label_free or ctx.distill_loss is not None
+    dropout_off = config.dropout == "off" or (config.dropout == "auto" and matching)
     note["dropout"] = "off" if dropout_off else "on"
     training_mode(model, dropout_off=dropout_off)
     teacher.eval()

@@ -140,6 +140,17 @@ def test_label_free_kd_matches_a_deterministic_teacher_with_dropout_off(dropout:
         assert cos < 0.9999
 
 
+def test_a_task_distillation_loss_turns_dropout_off_too() -> None:
+    """A task's own distill_loss (MiniLM's 1 - cosine, with batch indices as its targets) is output matching."""
+    torch.manual_seed(0)
+    teacher = Encoder().eval()
+    x, idx = torch.randn(256, 8), torch.arange(256)
+    ctx = ApplyContext(example_inputs=x[:4], teacher=teacher, train_data=(x, idx), calibration_inputs=x[:64],
+                       distill_loss=lambda s, t, _raw: 1 - F.cosine_similarity(s, t, dim=1).mean())  # fmt: skip
+    apply("distill.kd", copy.deepcopy(teacher), ctx, epochs=1, lr=1e-3, batch_size=64)
+    assert ctx.notes["distill.kd"]["dropout"] == "off"
+
+
 def test_class_label_kd_keeps_dropout_on_and_a_bad_value_is_refused() -> None:
     from autoslim.techniques.distill import KDConfig, training_mode
 
