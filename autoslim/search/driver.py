@@ -118,7 +118,15 @@ class SearchOutcome:
 def _record(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, result: TrialResult,
             profiles: Sequence[HardwareProfile], constraints: Constraints | None = None,
             baseline_accuracy: float | None = None) -> bool:  # fmt: skip
-    """Store the trial's result and tell Optuna; returns whether it meets the space's constraints."""
+    """Store the trial's result and tell Optuna (its ~14 journal operations in one locked, fsynced append);
+    returns whether it meets the space's constraints."""
+    with one_append(study):
+        return _store(study, trial, plan, result, profiles, constraints, baseline_accuracy)
+
+
+def _store(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, result: TrialResult,
+           profiles: Sequence[HardwareProfile], constraints: Constraints | None,
+           baseline_accuracy: float | None) -> bool:  # fmt: skip
     built = CompressionPlan.from_dict(result.plan) if result.plan else plan  # per-layer policies written out
     for key, value in {
         "status": result.status, "reason": result.reason, "plan": built.to_dict(), "plan_words": built.describe(),
@@ -262,7 +270,6 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
         on_progress(Progress(done, config.budget, None, headline.text()))
     executor = _make_executor(config, task)
     clock.slots = executor.slots
-    loop_start = started  # the time budget is the whole call's: teacher, preflight and reports included
     heartbeats = Heartbeats(study._storage)
     running: dict[Future, tuple[optuna.Trial, CompressionPlan]] = {}
     since: dict[int, float] = {}  # trial number -> when it was submitted (for the end estimate)
@@ -272,7 +279,7 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:
         while True:
-            elapsed = time.monotonic() - loop_start
+            elapsed = time.monotonic() - started  # the budget is the whole call's: teacher and preflight included
             out_of_time = (deadline is not None and time.monotonic() > deadline) or not clock.can_start(elapsed)
             known = live.as_spec_fronts() if config.early_stop else None
             if shared:
@@ -292,9 +299,7 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                 try:
                     plan = _plan_for(starting, space, tuple(p.name for p in profiles))
                 except (ValueError, TypeError) as exc:  # a sampled combination no config accepts
-                    with one_append(study):
-                        _record(study, starting, CompressionPlan(), TrialResult("infeasible", reason=str(exc)),
-                                profiles)  # fmt: skip
+                    _record(study, starting, CompressionPlan(), TrialResult("infeasible", reason=str(exc)), profiles)
                     heartbeats.discard(starting._trial_id)
                     starting, done, ran = None, done + 1, ran + 1
                     continue
@@ -310,13 +315,13 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
             broken = False
             for fut in finished:
                 trial, plan = running.pop(fut)
+                since.pop(trial.number, None)
                 try:
                     result = fut.result()
                 except BrokenProcessPool as exc:  # a worker died (OOM kill, segfault): fail its trial, go on
                     result, broken = TrialResult("failed", reason=f"worker process died: {exc!r}"), True
                 headline.add(result, profiles[0], plan.is_baseline)
-                with one_append(study):  # the record's ~14 journal operations in one locked, fsynced append
-                    feasible = _record(study, trial, plan, result, profiles, constraints, headline.base_acc)
+                feasible = _record(study, trial, plan, result, profiles, constraints, headline.base_acc)
                 live.add(trial.number, accuracy=result.accuracy, costs=result.costs, status=result.status,
                          feasible=feasible, baseline=plan.is_baseline)  # fmt: skip
                 if result.status != "failed":
@@ -325,7 +330,7 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                 done, ran = (finished_count(study) if shared else done + 1), ran + 1
                 if on_progress:
                     now = time.monotonic()
-                    eta = _eta_s(clock, now - loop_start, [now - since[t.number] for t, _ in running.values()],
+                    eta = _eta_s(clock, now - started, [now - since[t.number] for t, _ in running.values()],
                                  config.budget, done)  # fmt: skip
                     on_progress(Progress(done, config.budget, result, headline.text(), trial.number, eta))
             if broken:  # the pool is unusable: its other trials died with it
