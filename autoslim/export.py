@@ -59,7 +59,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +79,7 @@ from autoslim.tasks import Task, load_task
 from autoslim.tasks.fingerprint import teacher_sha256
 from autoslim.techniques import get_technique, list_techniques
 from autoslim.trial import build_model, status_name
+from autoslim.versions import installed_versions
 
 FORMATS = ("onnx", "onnx-int8", "torchscript", "state-dict")
 ARTIFACTS = {
@@ -355,13 +355,9 @@ def _architecture_only(plan: CompressionPlan) -> list[str]:
 
 
 def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    """Every library the artifact depends on, ``None`` where it is not installed (the manifest says so)."""
+    found = installed_versions(LIBRARIES)
+    return {name: found.get(name) for name in LIBRARIES}
 
 
 def _act_bits(plan: CompressionPlan) -> int | None:

@@ -91,12 +91,14 @@ def pick(results: StudyResults, profile: str, query: Query) -> Pick:
     return pick_from(results.trials, results.profile(profile), query)
 
 
-def pick_from(trials: pd.DataFrame, p: HardwareProfile, query: Query) -> Pick:
-    """:func:`pick` on a trials table (``trials_frame``), e.g. the one a search just wrote."""
+def pick_from(trials: pd.DataFrame, p: HardwareProfile, query: Query, *, front: pd.DataFrame | None = None) -> Pick:
+    """:func:`pick` on a trials table (``trials_frame``), e.g. the one a search just wrote; ``front`` is the
+    profile's ``front_frame`` where the caller already has it (the report builds every front once)."""
     if query.is_empty():
         raise MissingQueryError(NO_QUERY)
     base = baseline_row(trials)
-    front = front_frame(trials, p) if len(trials) else pd.DataFrame()
+    if front is None:
+        front = front_frame(trials, p) if len(trials) else pd.DataFrame()
     if front.empty:
         return Pick(None, None, f"{p.name}: the front is empty", base)
     min_acc = query.min_accuracy

@@ -8,12 +8,12 @@ shown from a ``run`` study attr where the driver stores one (``{"budget", "seed"
 from __future__ import annotations
 
 import platform
-from importlib import metadata
 
 import optuna
 import pandas as pd
 
 from autoslim.report import units
+from autoslim.versions import installed_versions
 
 NOT_RECORDED = "not recorded by this study"
 _PACKAGES = ("autoslim", "torch", "optuna", "torch-pruning", "numpy", "pandas", "plotly")
@@ -103,10 +103,5 @@ def _span(df: pd.DataFrame) -> str:
 def _versions(recorded: object) -> str:
     if isinstance(recorded, dict) and recorded:
         return ", ".join(f"{k} {v}" for k, v in recorded.items())
-    here = []
-    for name in _PACKAGES:
-        try:
-            here.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
+    here = [f"{k} {v}" for k, v in installed_versions(_PACKAGES).items()]
     return f"{NOT_RECORDED}; this report was built with python {platform.python_version()}, " + ", ".join(here)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from autoslim.cost import HardwareProfile
-from autoslim.report.frame import baseline_row
+from autoslim.report.pick import Query, pick_from
 
 DROPS = (0.01, 0.02)  # 1 pp and 2 pp, as fractions of accuracy
 
@@ -38,14 +38,8 @@ class Best:
 
 
 def best_within(df: pd.DataFrame, front: pd.DataFrame, profile: HardwareProfile, drop: float) -> Best:
-    base = baseline_row(df)
-    if base is None or front.empty:
-        return Best(profile, drop, None)
-    within = front[front["accuracy"].astype(float) >= float(base["accuracy"]) - drop]
-    if within.empty:
-        return Best(profile, drop, None)
-    col = f"{profile.name}.{profile.objective}"
-    return Best(profile, drop, within.sort_values(col, kind="stable").iloc[0])  # the front is sorted by cost
+    """The point ``autoslim pick --max-accuracy-drop drop`` chooses (the same code: the report never disagrees)."""
+    return Best(profile, drop, pick_from(df, profile, Query(max_accuracy_drop=drop), front=front).row)
 
 
 def best_points(df: pd.DataFrame, fronts: dict[str, pd.DataFrame], profiles: Sequence[HardwareProfile]) -> list[Best]:

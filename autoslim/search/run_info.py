@@ -9,8 +9,9 @@ from __future__ import annotations
 import platform
 import re
 from collections.abc import Mapping
-from importlib import metadata
 from typing import Any
+
+from autoslim.versions import installed_versions
 
 PACKAGES = ("autoslim", "torch", "optuna", "torch-pruning", "numpy", "pandas", "plotly", "onnxruntime", "ray")
 _PASSWORD = re.compile(r"(://[^:/@]+):[^@]*@")
@@ -18,13 +19,7 @@ _PASSWORD = re.compile(r"(://[^:/@]+):[^@]*@")
 
 def versions() -> dict[str, str]:
     """Python and the installed versions of the packages a result depends on (those not installed are left out)."""
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    return {"python": platform.python_version(), **installed_versions(PACKAGES)}
 
 
 def redact(url: str | None) -> str | None:
