@@ -315,7 +315,8 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
             broken = False
             for fut in finished:
                 trial, plan = running.pop(fut)
-                since.pop(trial.number, None)
+                # The slot was held from submit to now (worker transfer included): that is what the budget spends.
+                held = time.monotonic() - since.pop(trial.number, time.monotonic())
                 try:
                     result = fut.result()
                 except BrokenProcessPool as exc:  # a worker died (OOM kill, segfault): fail its trial, go on
@@ -325,7 +326,7 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                 live.add(trial.number, accuracy=result.accuracy, costs=result.costs, status=result.status,
                          feasible=feasible, baseline=plan.is_baseline)  # fmt: skip
                 if result.status != "failed":
-                    clock.add(0, result.duration_s)
+                    clock.add(0, max(held, result.duration_s))
                 heartbeats.discard(trial._trial_id)
                 done, ran = (finished_count(study) if shared else done + 1), ran + 1
                 if on_progress:

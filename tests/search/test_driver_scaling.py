@@ -92,15 +92,17 @@ def test_a_time_budget_ends_the_search_on_time_with_results_written(
     start = time.monotonic()
     outcome = run_search(config(tmp_path, space_file, None, time_budget_s=4.0))
     took = time.monotonic() - start
-    longest = float(outcome.trials["duration_s"].max())
+    longest = float(outcome.trials["duration_s"].max()) + 0.4  # the sleep is outside the trial's own clock
     assert outcome.ran >= 2
-    assert took <= 4.0 + longest + 1.0  # the budget plus one trial's time (and the report writing)
+    run = load(tmp_path).user_attrs["run"]
+    # The search loop (teacher and preflight included) ends within the budget plus one trial's time; the report
+    # written after it (a few seconds of matplotlib on a loaded CI machine) is not the budget's to plan.
+    assert run["wall_s"] <= 4.0 + longest + 0.5 and run["wall_s"] <= took
     assert any("time budget" in n for n in outcome.notes)
     assert (tmp_path / "results" / "s" / "trials.csv").exists() and (
         tmp_path / "results" / "s" / "report.html"
     ).exists()
-    run = load(tmp_path).user_attrs["run"]
-    assert run["budget"] is None and run["time_budget_s"] == 4.0 and run["wall_s"] == pytest.approx(took, abs=1.0)
+    assert run["budget"] is None and run["time_budget_s"] == 4.0
 
 
 def test_no_budget_at_all_is_refused(tmp_path: Path, space_file: Path) -> None:
