@@ -66,6 +66,41 @@ def _dominates(o: optuna.trial.FrozenTrial, t: optuna.trial.FrozenTrial, j: int)
     return oa >= ta and oc <= tc and (oa > ta or oc < tc)
 
 
+def test_remembering_one_asks_splits_samples_what_splitting_every_time_samples() -> None:
+    """Within and past the window: a split remembered across one ask's parameter groups changes no sample."""
+    studies = []
+    for remember in (True, False):
+        sampler = WindowedTPESampler(window=15, seed=5, **KW)
+        sampler._remember_splits = remember
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study = _study(sampler)
+            study.optimize(_objective, n_trials=40)
+        studies.append(study)
+    assert [t.params for t in studies[0].trials] == [t.params for t in studies[1].trials]
+
+
+def test_remembered_splits_serve_every_group_of_one_ask(monkeypatch: pytest.MonkeyPatch) -> None:
+    import autoslim.search.windowed_tpe as wt
+
+    calls: list[int] = []
+    real = wt._split_trials
+
+    def counting(study, trials, n_below):  # type: ignore[no-untyped-def]
+        calls.append(n_below)
+        return real(study, trials, n_below)
+
+    monkeypatch.setattr(wt, "_split_trials", counting)
+    sampler = WindowedTPESampler(window=15, seed=5, **KW)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = _study(sampler)
+        study.optimize(_objective, n_trials=30)
+        before = len(calls)
+        study.optimize(_objective, n_trials=1)  # two parameter groups ({x, kind}, {y}) or one: one split
+    assert len(calls) - before == 1
+
+
 def test_a_window_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="window"):
         WindowedTPESampler(window=0)
