@@ -40,7 +40,7 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
-from autoslim.nn_utils import batch_size_of, call_model, execution_order, output_shape, take
+from autoslim.nn_utils import batch_size_of, call_model, eval_forward, execution_order, output_shape, take
 from autoslim.techniques._tp_support import (
     LSTMHiddenPruner,
     head_groups,
@@ -68,6 +68,10 @@ class StructuredPruneConfig:
     round_to: int | None = None  # keep channel counts a multiple of this (hardware alignment)
     head_ratio: float | None = None  # fraction of heads removed from HF-style attention; None: same as ratio
     timeout_s: float = 60.0  # tracing + pruning longer than this makes the trial infeasible
+    # Bias compensation (FLAP, An et al. 2024): a layer that loses input channels adds their mean contribution
+    # (weight columns x the channel's mean input on calibration data) to its bias, so the removed channels' average
+    # is kept and only their fluctuation is lost. It matters most where no labelled fine-tune can repair the shift.
+    bias_compensation: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
@@ -165,10 +169,70 @@ def _prune(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, k
         model.zero_grad(set_to_none=True)
         F.cross_entropy(call_model(model, inputs), labels).backward()
         model.train(was_training)
-    pruner.step()
+    if config.bias_compensation:
+        means = _input_means(model, ctx)
+        for group in pruner.step(interactive=True):
+            for dep, idxs in group:
+                layer = dep.target.module
+                if layer in means and pruner.DG.is_in_channel_pruning_fn(dep.handler):
+                    means[layer] = _compensate(layer, [int(i) for i in idxs], means[layer])
+            group.prune()
+    else:
+        pruner.step()
     model.zero_grad(set_to_none=True)  # taylor gradients must not leak into a later fine-tune
     update_hf_head_counts(model, pruner.num_heads)
     return _Outcome(model, config_disagrees=update_hf_config(model))
+
+
+def _compensable(layer: nn.Module) -> bool:
+    """Layers whose bias can absorb a removed input channel's mean: dense Linear and ungrouped Conv layers."""
+    return isinstance(layer, nn.Linear) or (isinstance(layer, nn.Conv1d | nn.Conv2d) and layer.groups == 1)
+
+
+def _input_means(model: nn.Module, ctx: ApplyContext) -> dict[nn.Module, torch.Tensor]:
+    """Each compensable layer's mean input per channel on the calibration data (one forward pass).
+
+    Linear: over every position (batch, tokens); Conv: over batch and space. Padded tokens of a variable-length
+    batch are averaged in like any other position: the mean is what the layer saw."""
+    data = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
+    sums: dict[nn.Module, torch.Tensor] = {}
+    counts: dict[nn.Module, int] = {}
+    mask = data.get("attention_mask") if hasattr(data, "get") else None
+    real = mask.bool() if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+
+    def hook(layer: nn.Module, args: tuple) -> None:
+        x = args[0].detach()
+        if real is not None and isinstance(layer, nn.Linear) and x.dim() == 3 and x.shape[:2] == real.shape:
+            flat = x[real]  # token positions only: padding is not what the pooled output averages
+        elif isinstance(layer, nn.Linear):
+            flat = x.reshape(-1, x.shape[-1])
+        else:
+            flat = x.transpose(0, 1).flatten(1).T
+        sums[layer] = sums.get(layer, 0) + flat.double().sum(0)
+        counts[layer] = counts.get(layer, 0) + flat.shape[0]
+
+    layers = [m for m in model.modules() if _compensable(m)]
+    eval_forward(model, data, hooks=[m.register_forward_pre_hook(hook) for m in layers])
+    return {m: (sums[m] / counts[m]).float() for m in sums}
+
+
+def _compensate(layer: nn.Module, removed: list[int], mean: torch.Tensor) -> torch.Tensor:
+    """Fold the mean contribution of ``layer``'s input channels ``removed`` into its bias (before they go); the
+    means of the channels it keeps, for a later group that narrows it again."""
+    weight, bias = layer.weight, layer.bias
+    assert isinstance(weight, torch.Tensor)
+    if not removed or mean.numel() != weight.shape[1]:
+        return mean  # nothing removed, or the means no longer line up with the weight: leave the layer as it is
+    with torch.no_grad():
+        w = weight[:, removed]
+        cols = w.flatten(2).sum(-1) if w.dim() > 2 else w  # a conv kernel's taps all see the channel's mean
+        shift = cols @ mean[removed].to(w.dtype)
+        if not isinstance(bias, torch.Tensor):
+            bias = nn.Parameter(torch.zeros(weight.shape[0], dtype=w.dtype, device=w.device))
+            layer.bias = bias
+        bias.add_(shift)
+    gone = set(removed)
+    return mean[[i for i in range(mean.numel()) if i not in gone]]
 
 
 def _problem(model: nn.Module, ctx: ApplyContext, expected: torch.Size) -> str | None:
@@ -328,7 +392,7 @@ def _prune_within(
 
 
 def describe(c: StructuredPruneConfig) -> str:
-    return f"prune {c.ratio:.0%} channels ({c.importance})"
+    return f"prune {c.ratio:.0%} channels ({c.importance}{', bias comp.' if c.bias_compensation else ''})"
 
 
 @register("prune.structured", StructuredPruneConfig, order=20, role="structural", describe=describe)

@@ -125,3 +125,24 @@ def test_prune_is_deterministic() -> None:
 def test_invalid_config_raises(params: dict) -> None:
     with pytest.raises(ValueError):
         get_technique("prune.structured").make_config(params)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn1d", "cnn2d"])
+def test_bias_compensation_keeps_the_removed_channels_mean(kind: str) -> None:
+    """With compensation the pruned model's mean output on the calibration data stays closer to the teacher's:
+    the removed channels' mean contribution moved into the next layer's bias (FLAP)."""
+    torch.manual_seed(0)
+    model = make_model(kind)
+    with torch.no_grad():  # biased activations: post-ReLU channels with a large mean, as trained nets have
+        for _, m in weight_layers(model):
+            if m.bias is not None:
+                m.bias.add_(1.0)
+    ctx = make_ctx(kind)
+    x = ctx.calibration_inputs
+    reference = model(x).mean(0)
+    errors = {}
+    for comp in (False, True):
+        out = apply("prune.structured", copy.deepcopy(model), make_ctx(kind), ratio=0.5, bias_compensation=comp)
+        assert n_params(out) < n_params(model)
+        errors[comp] = (out(x).mean(0) - reference).abs().mean().item()
+    assert errors[True] < 0.5 * errors[False], errors
