@@ -18,15 +18,23 @@ in the view is visible: ``view_numbers`` gives them, for a test or a look at wha
 With ``group=True`` TPE samples each group of parameters that occur together on its own, and splits the same
 trials into good and bad once per group (a non-domination sort over all objectives, and a hypervolume tie-break):
 ten times per ask on the default space, ~half of the sampler's time. The view remembers each split for the ask it
-serves (same trials, same ``n_below``: the same answer, tested against an unremembered run)."""
+serves (same trials, same ``n_below``: the same answer, tested against an unremembered run).
+
+Past the window one more thing differs from TPE: when the good set ends inside a non-domination rank, TPE picks
+the rank's members by hypervolume subset selection over all objectives (accuracy and every profile's cost), which
+in six dimensions grows with the fronts (42 ms of a 47 ms ask at 1,000 trials of ``benchmarks/driver_overhead.py``).
+The view picks them by NSGA-II's crowding distance instead (spread along every objective; microseconds). Within
+the window TPE's own rule stands."""
 
 from __future__ import annotations
 
 import bisect
+import contextvars
 import math
 from collections.abc import Container, Sequence
 from typing import Any
 
+import numpy as np
 import optuna
 import optuna.samplers._tpe.sampler as _tpe_module
 from optuna.distributions import BaseDistribution
@@ -45,8 +53,10 @@ class _View:
     plus the older front trials ``older``; the storage lists trials by number, so they are found by bisection
     instead of a pass over the whole study."""
 
-    def __init__(self, study: optuna.Study, cutoff: int, older: Sequence[int], *, remember: bool = True) -> None:
+    def __init__(self, study: optuna.Study, cutoff: int, older: Sequence[int], *, remember: bool = True,
+                 crowding: bool = False) -> None:  # fmt: skip
         self._study, self._cutoff, self._older = study, cutoff, sorted(older)
+        self._crowding = crowding  # tie-break the good set's last rank by crowding distance (past the window)
         # (trial numbers, n_below) -> (below, above): one ask's splits; None: split every time (for the test)
         self._splits: dict[tuple[tuple[int, ...], int], tuple[list[FrozenTrial], list[FrozenTrial]]] | None = (
             {} if remember else None
@@ -95,6 +105,7 @@ class WindowedTPESampler(TPESampler):
         super().__init__(**kwargs)
         self.window = window
         self._remember_splits = True
+        self._crowding_past_window = True  # False: TPE's hypervolume tie-break past the window too (for tests)
         self._grouped: set[int] = set()  # finished trials already folded into TPE's grouped search space
         self._seen = -1  # finished trials already folded into the fronts
         self._fronts: dict[int, list[tuple[float, float, int]]] = {}  # objective j -> its 2-D front's points
@@ -117,7 +128,8 @@ class WindowedTPESampler(TPESampler):
         self._update_fronts(study, finished)
         cutoff = finished[-self.window].number
         older = [n for n in self._keep if n < cutoff]
-        return _View(study, cutoff, older, remember=self._remember_splits)  # type: ignore[return-value]
+        return _View(study, cutoff, older, remember=self._remember_splits,
+                     crowding=self._crowding_past_window)  # type: ignore[return-value]  # fmt: skip
 
     def _update_fronts(self, study: optuna.Study, finished: Sequence[FrozenTrial]) -> None:
         if self._seen > len(finished):  # another study, or trials gone: start over
@@ -162,14 +174,54 @@ _split_trials = getattr(_tpe_module._split_trials, "__wrapped__", _tpe_module._s
 def _remembered_split(study: optuna.Study, trials: list[FrozenTrial],
                       n_below: int) -> tuple[list[FrozenTrial], list[FrozenTrial]]:  # fmt: skip
     """TPE's split of ``trials``, remembered on a :class:`_View` for its ask; any other study splits as always."""
-    memo = study._splits if isinstance(study, _View) else None
-    if memo is None:
+    if not isinstance(study, _View):
         return _split_trials(study, trials, n_below)
+    memo = study._splits
     key = (tuple(t.number for t in trials), n_below)
-    if key not in memo:
-        memo[key] = _split_trials(study, trials, n_below)
+    if memo is None or key not in memo:
+        token = _CROWDING.set(study._crowding)
+        try:
+            split = _split_trials(study, trials, n_below)
+        finally:
+            _CROWDING.reset(token)
+        if memo is None:
+            return split
+        memo[key] = split
     below, above = memo[key]
     return list(below), list(above)
+
+
+_CROWDING: contextvars.ContextVar[bool] = contextvars.ContextVar("autoslim_tpe_crowding", default=False)
+_solve_hssp = getattr(_tpe_module._solve_hssp_with_cache, "__wrapped_hssp__", _tpe_module._solve_hssp_with_cache)
+
+
+def crowding_select(lvals: np.ndarray, indices: np.ndarray, subset_size: int) -> np.ndarray:
+    """The ``subset_size`` of ``indices`` (rows of ``lvals``, losses to minimize) with the largest NSGA-II crowding
+    distance: each objective's extremes first, then the points with the widest gaps around them. Ties keep the
+    earlier row; the chosen indices come back in their given order."""
+    n, d = lvals.shape
+    dist = np.zeros(n)
+    for j in range(d):
+        order = np.argsort(lvals[:, j], kind="stable")
+        dist[order[0]] = dist[order[-1]] = np.inf
+        span = lvals[order[-1], j] - lvals[order[0], j]
+        if n > 2 and span > 0:
+            dist[order[1:-1]] += (lvals[order[2:], j] - lvals[order[:-2], j]) / span
+    chosen = np.sort(np.argsort(-dist, kind="stable")[:subset_size])
+    return indices[chosen]
+
+
+def _tiebreak(lvals_flat: tuple[float, ...], indices: tuple[int, ...], subset_size: int,
+              reference: tuple[float, ...]) -> np.ndarray:  # fmt: skip
+    """TPE's last-rank tie-break: crowding distance inside a past-the-window view, else TPE's own (HSSP)."""
+    if not _CROWDING.get():
+        return _solve_hssp(lvals_flat, indices, subset_size, reference)
+    lvals = np.reshape(np.asarray(lvals_flat, dtype=float), (len(indices), len(reference)))
+    return crowding_select(lvals, np.asarray(indices), subset_size)
+
+
+_tiebreak.__wrapped_hssp__ = _solve_hssp  # type: ignore[attr-defined]
+_tpe_module._solve_hssp_with_cache = _tiebreak  # type: ignore[assignment]
 
 
 # TPE calls its module's split function by name; every study but a view gets the original.

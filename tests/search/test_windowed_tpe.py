@@ -101,6 +101,45 @@ def test_remembered_splits_serve_every_group_of_one_ask(monkeypatch: pytest.Monk
     assert len(calls) - before == 1
 
 
+def _six_objectives(trial: optuna.Trial) -> tuple[float, ...]:
+    x, y = trial.suggest_float("x", 0.0, 1.0), trial.suggest_float("y", 0.0, 1.0)
+    return (x, *(abs(x - c) + y * k for c, k in ((0.1, 1), (0.3, 2), (0.5, 3), (0.7, 4), (0.9, 5))))
+
+
+def test_past_the_window_the_last_rank_is_tie_broken_by_crowding(monkeypatch: pytest.MonkeyPatch) -> None:
+    import autoslim.search.windowed_tpe as wt
+
+    used: list[bool] = []
+    real = wt._solve_hssp
+    monkeypatch.setattr(wt, "_solve_hssp", lambda *a: used.append(True) or real(*a))
+    picked: list[int] = []
+    real_crowding = wt.crowding_select
+    monkeypatch.setattr(wt, "crowding_select", lambda *a: picked.append(1) or real_crowding(*a))
+    sampler = WindowedTPESampler(window=20, seed=0, **KW)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(directions=["maximize"] + ["minimize"] * 5, sampler=sampler)
+        study.optimize(_six_objectives, n_trials=21)  # asks up to 20 finished trials: within the window
+        within, within_picked = len(used), len(picked)
+        study.optimize(_six_objectives, n_trials=19)
+    assert within > 0 and within_picked == 0  # within the window: TPE's own hypervolume tie-break
+    assert len(picked) > 0 and len(used) == within  # past it: crowding distance only
+    assert len(study.trials) == 40
+
+
+def test_crowding_select_takes_the_extremes_then_the_widest_gaps() -> None:
+    import numpy as np
+
+    from autoslim.search.windowed_tpe import crowding_select
+
+    # a 2-objective front: 0 and 4 are extremes; 1 sits in a wide gap, 2 and 3 are crowded together
+    lvals = np.array([[0.0, 1.0], [0.5, 0.55], [0.62, 0.4], [0.64, 0.38], [1.0, 0.0]])
+    idx = np.array([10, 11, 12, 13, 14])
+    assert list(crowding_select(lvals, idx, 2)) == [10, 14]
+    assert list(crowding_select(lvals, idx, 3)) == [10, 11, 14]
+    assert list(crowding_select(lvals, idx, 5)) == [10, 11, 12, 13, 14]
+
+
 def test_a_window_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="window"):
         WindowedTPESampler(window=0)
