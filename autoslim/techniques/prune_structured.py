@@ -56,6 +56,9 @@ from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
 Importance = Literal["l1", "l2", "bn_scale", "taylor"]
 IMPORTANCES = ("l1", "l2", "bn_scale", "taylor")
 TAYLOR_SAMPLES = 256  # calibration samples for the taylor gradient: enough for a stable ranking, cheap on CPU
+# calibration samples whose mean input bias compensation folds in: a channel's mean settles within a few dozen
+# samples, and a forward over MiniLM's 512 calibration sentences took 14-30 s of the 60-s timeout on 2 cores
+BIAS_SAMPLES = 64
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ def _input_means(model: nn.Module, ctx: ApplyContext) -> dict[nn.Module, torch.T
     Linear: over every position (batch, tokens); Conv: over batch and space. Padded tokens of a variable-length
     batch are averaged in like any other position: the mean is what the layer saw."""
     data = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
+    data = take(data, slice(0, min(BIAS_SAMPLES, batch_size_of(data))))
     sums: dict[nn.Module, torch.Tensor] = {}
     counts: dict[nn.Module, int] = {}
     mask = data.get("attention_mask") if hasattr(data, "get") else None
