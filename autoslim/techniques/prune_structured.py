@@ -195,8 +195,9 @@ def _compensable(layer: nn.Module) -> bool:
 def _input_means(model: nn.Module, ctx: ApplyContext) -> dict[nn.Module, torch.Tensor]:
     """Each compensable layer's mean input per channel on the calibration data (one forward pass).
 
-    Linear: over every position (batch, tokens); Conv: over batch and space. Padded tokens of a variable-length
-    batch are averaged in like any other position: the mean is what the layer saw."""
+    Linear: over every position (batch, tokens), or only the real tokens where the inputs carry a 2-D
+    ``attention_mask`` (padding is not what a pooled output averages); Conv: over batch and space. The first
+    ``BIAS_SAMPLES`` calibration samples are used."""
     data = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
     data = take(data, slice(0, min(BIAS_SAMPLES, batch_size_of(data))))
     sums: dict[nn.Module, torch.Tensor] = {}
