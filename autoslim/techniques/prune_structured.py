@@ -59,6 +59,10 @@ TAYLOR_SAMPLES = 256  # calibration samples for the taylor gradient: enough for 
 # calibration samples whose mean input bias compensation folds in: a channel's mean settles within a few dozen
 # samples, and a forward over MiniLM's 512 calibration sentences took 14-30 s of the 60-s timeout on 2 cores
 BIAS_SAMPLES = 64
+# calibration samples whose input second moments least-squares reconstruction solves with: a Linear that loses
+# inputs refits up to ~1,500 remaining weights per output, which wants more token rows than that
+RECONSTRUCT_SAMPLES = 256
+RECONSTRUCT_DAMP = 0.01  # ridge term, as a share of the Gram matrix's mean diagonal (GPTQ's percdamp)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,11 @@ class StructuredPruneConfig:
     # (weight columns x the channel's mean input on calibration data) to its bias, so the removed channels' average
     # is kept and only their fluctuation is lost. It matters most where no labelled fine-tune can repair the shift.
     bias_compensation: bool = False
+    # Least-squares reconstruction (ThiNet, Luo et al. 2017): a Linear layer that loses input channels refits its
+    # remaining weights and bias so that its outputs on calibration data match the unpruned layer's (a ridge
+    # regression on the inputs' second moments, solved in closed form: no labels, no gradient steps). Subsumes bias
+    # compensation on Linear layers; Conv layers get bias compensation instead.
+    reconstruct: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
@@ -172,13 +181,19 @@ def _prune(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, k
         model.zero_grad(set_to_none=True)
         F.cross_entropy(call_model(model, inputs), labels).backward()
         model.train(was_training)
-    if config.bias_compensation:
+    if config.bias_compensation or config.reconstruct:
+        grams = _input_grams(model, ctx, _narrowed_linears(pruner)) if config.reconstruct else {}
         means = _input_means(model, ctx)
         for group in pruner.step(interactive=True):
             for dep, idxs in group:
                 layer = dep.target.module
-                if layer in means and pruner.DG.is_in_channel_pruning_fn(dep.handler):
-                    means[layer] = _compensate(layer, [int(i) for i in idxs], means[layer])
+                if not pruner.DG.is_in_channel_pruning_fn(dep.handler):
+                    continue
+                removed = [int(i) for i in idxs]
+                if layer in grams:
+                    grams[layer] = _reconstruct(layer, removed, grams[layer])
+                elif layer in means:
+                    means[layer] = _compensate(layer, removed, means[layer])
             group.prune()
     else:
         pruner.step()
@@ -219,6 +234,69 @@ def _input_means(model: nn.Module, ctx: ApplyContext) -> dict[nn.Module, torch.T
     layers = [m for m in model.modules() if _compensable(m)]
     eval_forward(model, data, hooks=[m.register_forward_pre_hook(hook) for m in layers])
     return {m: (sums[m] / counts[m]).float() for m in sums}
+
+
+def _narrowed_linears(pruner: tp.pruner.BasePruner) -> set[nn.Module]:
+    """The Linear layers some group of the pruner's graph takes input channels from (before anything is pruned):
+    only these need their inputs' second moments."""
+    found: set[nn.Module] = set()
+    for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types):
+        for dep, _ in group:
+            layer = dep.target.module
+            if isinstance(layer, nn.Linear) and pruner.DG.is_in_channel_pruning_fn(dep.handler):
+                found.add(layer)
+    return found
+
+
+def _input_grams(model: nn.Module, ctx: ApplyContext, layers: set[nn.Module]) -> dict[nn.Module, torch.Tensor]:
+    """Each of ``layers``' input second moments with a constant column appended (``[x, 1]^T [x, 1]`` summed over the
+    first ``RECONSTRUCT_SAMPLES`` calibration samples' positions; real tokens only under an attention mask), in
+    float64: what a least-squares refit of the layer's weights and bias needs."""
+    if not layers:
+        return {}
+    data = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
+    data = take(data, slice(0, min(RECONSTRUCT_SAMPLES, batch_size_of(data))))
+    mask = data.get("attention_mask") if hasattr(data, "get") else None
+    real = mask.bool() if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+    grams: dict[nn.Module, torch.Tensor] = {}
+
+    def hook(layer: nn.Module, args: tuple) -> None:
+        x = args[0].detach()
+        flat = x[real] if real is not None and x.dim() == 3 and x.shape[:2] == real.shape else x.reshape(-1, x.shape[-1])
+        flat = torch.cat([flat, torch.ones(flat.shape[0], 1, dtype=flat.dtype, device=flat.device)], 1)
+        g = (flat.T @ flat).double()  # float32 products, float64 sum: fast and exact enough for a ridge solve
+        grams[layer] = grams[layer] + g if layer in grams else g
+
+    eval_forward(model, data, hooks=[m.register_forward_pre_hook(hook) for m in layers])
+    return grams
+
+
+def _reconstruct(layer: nn.Module, removed: list[int], gram: torch.Tensor) -> torch.Tensor:
+    """Refit ``layer``'s kept input columns and bias (before ``removed`` go) to reproduce its current outputs in
+    the least-squares sense on the inputs whose augmented Gram matrix is ``gram``; the Gram matrix of what it keeps,
+    for a later group that narrows it again."""
+    weight = layer.weight
+    assert isinstance(weight, torch.Tensor)
+    d = weight.shape[1]
+    if not removed or gram.shape[0] != d + 1:
+        return gram
+    gone = set(removed)
+    keep = [i for i in range(d) if i not in gone] + [d]  # the last row / column is the bias's constant input
+    with torch.no_grad():
+        bias = layer.bias if isinstance(layer.bias, torch.Tensor) else torch.zeros(weight.shape[0], dtype=weight.dtype)
+        full = torch.cat([weight, bias.unsqueeze(1)], 1).double()  # (out, d + 1)
+        a = gram[keep][:, keep]
+        damp = RECONSTRUCT_DAMP * a.diagonal().mean().clamp(min=1e-12)
+        a = a + damp * torch.eye(len(keep), dtype=a.dtype)
+        theta = torch.linalg.solve(a, gram[keep] @ full.T)  # (kept + 1, out)
+        if not torch.isfinite(theta).all():
+            return gram[keep][:, keep]  # a degenerate solve: leave the weights as they are
+        weight[:, keep[:-1]] = theta[:-1].T.to(weight.dtype)
+        if isinstance(layer.bias, torch.Tensor):
+            layer.bias.copy_(theta[-1].to(weight.dtype))
+        else:
+            layer.bias = nn.Parameter(theta[-1].to(weight.dtype))
+    return gram[keep][:, keep]
 
 
 def _compensate(layer: nn.Module, removed: list[int], mean: torch.Tensor) -> torch.Tensor:
@@ -397,7 +475,7 @@ def _prune_within(
 
 
 def describe(c: StructuredPruneConfig) -> str:
-    return f"prune {c.ratio:.0%} channels ({c.importance}{', bias comp.' if c.bias_compensation else ''})"
+    return f"prune {c.ratio:.0%} channels ({c.importance}{', reconstructed' if c.reconstruct else ', bias comp.' if c.bias_compensation else ''})"
 
 
 @register("prune.structured", StructuredPruneConfig, order=20, role="structural", describe=describe)
