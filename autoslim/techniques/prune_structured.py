@@ -240,7 +240,8 @@ def _narrowed_linears(pruner: tp.pruner.BasePruner) -> set[nn.Module]:
     """The Linear layers some group of the pruner's graph takes input channels from (before anything is pruned):
     only these need their inputs' second moments."""
     found: set[nn.Module] = set()
-    for group in pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types):
+    groups = pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types)
+    for group in groups:
         for dep, _ in group:
             layer = dep.target.module
             if isinstance(layer, nn.Linear) and pruner.DG.is_in_channel_pruning_fn(dep.handler):
@@ -262,7 +263,8 @@ def _input_grams(model: nn.Module, ctx: ApplyContext, layers: set[nn.Module]) ->
 
     def hook(layer: nn.Module, args: tuple) -> None:
         x = args[0].detach()
-        flat = x[real] if real is not None and x.dim() == 3 and x.shape[:2] == real.shape else x.reshape(-1, x.shape[-1])
+        masked = real is not None and x.dim() == 3 and x.shape[:2] == real.shape
+        flat = x[real] if masked else x.reshape(-1, x.shape[-1])
         flat = torch.cat([flat, torch.ones(flat.shape[0], 1, dtype=flat.dtype, device=flat.device)], 1)
         g = (flat.T @ flat).double()  # float32 products, float64 sum: fast and exact enough for a ridge solve
         grams[layer] = grams[layer] + g if layer in grams else g
@@ -475,7 +477,8 @@ def _prune_within(
 
 
 def describe(c: StructuredPruneConfig) -> str:
-    return f"prune {c.ratio:.0%} channels ({c.importance}{', reconstructed' if c.reconstruct else ', bias comp.' if c.bias_compensation else ''})"
+    repair = ", reconstructed" if c.reconstruct else ", bias comp." if c.bias_compensation else ""
+    return f"prune {c.ratio:.0%} channels ({c.importance}{repair})"
 
 
 @register("prune.structured", StructuredPruneConfig, order=20, role="structural", describe=describe)
