@@ -155,7 +155,9 @@ def _store(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, resu
 
 
 class _Headline:
-    """'Best so far' for progress lines: the smallest model within 1 pp of the baseline's accuracy."""
+    """'Best so far' for progress lines: the smallest model within 1 pp of the baseline's accuracy. Kept as two
+    running figures (the best accuracy, the smallest size within 1 pp), so a progress line costs O(1), not a pass
+    over every trial; results that came before the baseline wait in ``_early`` until it is known."""
 
     def __init__(self, df: pd.DataFrame, profile: HardwareProfile) -> None:
         self.col = f"{profile.name}.model_bytes"
@@ -163,9 +165,11 @@ class _Headline:
         base = ok[ok["is_baseline"]] if len(ok) else ok
         self.base_acc = float(base["accuracy"].iloc[0]) if len(base) else None
         self.base_bytes = float(base[self.col].iloc[0]) if len(base) else None
-        self.results: list[tuple[float, float]] = (
-            list(zip(ok["accuracy"], ok[self.col], strict=True)) if len(ok) else []
-        )
+        self.best_acc: float | None = None
+        self.smallest: float | None = None  # the smallest model within 1 pp of the baseline
+        self._early: list[tuple[float, float]] = []
+        for acc, size in zip(ok["accuracy"], ok[self.col], strict=True) if len(ok) else ():
+            self._take(float(acc), float(size))
 
     def add(self, r: TrialResult, profile: HardwareProfile, baseline: bool) -> None:
         if r.status != "ok" or r.accuracy is None:
@@ -173,14 +177,22 @@ class _Headline:
         size = float(r.costs[profile.name]["model_bytes"])
         if baseline and self.base_acc is None:
             self.base_acc, self.base_bytes = r.accuracy, size
-        self.results.append((r.accuracy, size))
+            early, self._early = self._early, []
+            for acc, s in early:
+                self._take(acc, s)
+        self._take(r.accuracy, size)
+
+    def _take(self, acc: float, size: float) -> None:
+        self.best_acc = acc if self.best_acc is None else max(self.best_acc, acc)
+        if self.base_acc is None:
+            self._early.append((acc, size))
+        elif acc >= self.base_acc - 0.01:
+            self.smallest = size if self.smallest is None else min(self.smallest, size)
 
     def text(self) -> str:
-        if self.base_acc is None or self.base_bytes is None or not self.results:
+        if self.base_acc is None or self.base_bytes is None or self.best_acc is None or self.smallest is None:
             return ""
-        within = [s for a, s in self.results if a >= self.base_acc - 0.01]
-        best_acc = max(a for a, _ in self.results)
-        return f"best acc {best_acc:.2%} · smallest ≤1pp drop {self.base_bytes / min(within):.1f}x" if within else ""
+        return f"best acc {self.best_acc:.2%} · smallest ≤1pp drop {self.base_bytes / self.smallest:.1f}x"
 
 
 def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] | None = None) -> SearchOutcome:
