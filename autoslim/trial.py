@@ -49,6 +49,7 @@ class TrialSpec:
     # The study's current front per profile as (objective cost, accuracy, trial) points: a fine-tune whose model is
     # dominated on every profile at its cost, even at the best accuracy it could still reach, stops early.
     fronts: Mapping[str, Sequence[tuple[float, float, int]]] | None = None
+    fidelity: float = 1.0  # share of its fine-tune the plan runs (a multi-fidelity search's rung; 1: all of it)
 
 
 # What a trial ended as. "stopped": its fine-tune was stopped early (it could not reach the accuracy the search needs,
@@ -107,6 +108,7 @@ def build_model(
     epoch_callback: Callable[[int, int, nn.Module], None] | None = None,
     notes: dict[str, Any] | None = None,
     profiles: Sequence[HardwareProfile] = (),
+    fidelity: float = 1.0,
 ) -> tuple[nn.Module, ApplyContext]:
     """A copy of the task's teacher with ``plan`` applied (steps named in ``skip`` left out), in eval mode.
 
@@ -148,6 +150,7 @@ def build_model(
         distill_loss=task.distill_loss,
         teacher_cache_bytes=task.teacher_cache_mb * 1e6,
         profiles=tuple(profiles),
+        fidelity=fidelity,
     )
     later: list[Step] = []  # the steps after the running one that a preview applies
 
@@ -317,6 +320,7 @@ def run_trial(
             epoch_callback=stop,
             notes=notes,
             profiles=spec.profiles,
+            fidelity=spec.fidelity,
         )
         result.accuracy = score(model, task)
         model = model.cpu()  # priced and timed on the CPU whatever it was built on (the cost model is a model)

@@ -98,6 +98,16 @@ def search(
     preflight: Annotated[
         bool, typer.Option(help="First try each technique on the teacher; search only what applies (new study).")
     ] = True,
+    multifidelity: Annotated[
+        bool | None,
+        typer.Option(
+            "--multifidelity/--no-multifidelity",
+            help="Rungs of fine-tune length (ASHA): every fine-tune first runs 1/9 of its length, the top third "
+            "of each rung by non-dominated rank over every profile goes on (1/3, then all); only the last rung "
+            "enters the fronts. A space's `rungs:` sets the ladder.",
+            show_default="as the space says (its rungs:)",
+        ),
+    ] = None,
     storage: Annotated[
         str | None,
         typer.Option(
@@ -127,7 +137,8 @@ def search(
                               workers=workers, timeout_s=timeout, sampler=sampler.value,
                               warm_start=warm_start, executor=executor.value if executor else None,
                               ray_address=ray_address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                              early_stop=early_stop, preflight=preflight, storage=storage)  # fmt: skip
+                              early_stop=early_stop, preflight=preflight, storage=storage,
+                              multifidelity=multifidelity)  # fmt: skip
         with progress_reporter(console, trials) as report:
             outcome = run_search(config, on_progress=report.search)
     except Exception as exc:

@@ -51,6 +51,9 @@ def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd
         row.update({f"params_{k}": v for k, v in t.params.items()})
         # The distillation loss picked for this model's outputs (logits, sigmoid, embeddings, ...): see distill.kd.
         row["kd_loss"] = (a.get("notes") or {}).get("distill.kd", {}).get("loss", "")
+        # A multi-fidelity study: the highest rung the trial ran (autoslim.search.ladder); None otherwise.
+        reached = [e.get("rung") for e in a.get("rungs") or () if isinstance(e, dict)]
+        row["rung"] = max((r for r in reached if isinstance(r, int)), default=None)
         row["reason"] = a.get("reason", "")
         row["plan_json"] = json.dumps(a.get("plan", {}), sort_keys=True)
         rows.append(row)

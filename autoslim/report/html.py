@@ -25,6 +25,8 @@ from autoslim.report import units
 from autoslim.report.explore import history_figure, importance_figure, importances, parallel_figure, status_word
 from autoslim.report.figures import axis_title, fronts_figure, profile_figure
 from autoslim.report.htmltable import SORT_SCRIPT, text_table
+from autoslim.report.ladder import HEADERS as LADDER_HEADERS
+from autoslim.report.ladder import ladder_rows
 from autoslim.report.plots import not_drawn
 from autoslim.report.results import StudyResults
 from autoslim.report.sections import (
@@ -189,6 +191,14 @@ def _extras(results: StudyResults, df: pd.DataFrame) -> list[str]:
     if losses:  # what distill.kd chose for this model's outputs
         parts += ["<h2>Distillation loss</h2>", "<p>" + "; ".join(html.escape(x) for x in losses) + "</p>"]
     parts += _sensitivity(results, df)
+    ladder = ladder_rows(results.study)
+    if ladder:  # a multi-fidelity study: what each rung ran and promoted
+        parts += ["<h2 id=\"ladder\">Promotion ladder</h2>",
+                  "<p class=note>Every fine-tuning trial starts at rung 0 (a share of its fine-tune); the top share "
+                  "of each rung by non-dominated rank over every profile runs the next rung, restarted at its longer "
+                  "fine-tune. Only the last rung's results are on the fronts; the others are stopped "
+                  "(not promoted).</p>",
+                  f'<div class="wide">{text_table(ladder, LADDER_HEADERS)}</div>']  # fmt: skip
     preflight = results.study.user_attrs.get("preflight") or {}
     table = preflight.get("table") or []
     if table and isinstance(table[0], dict):  # autoslim.search.preflight: each technique tried once on the teacher

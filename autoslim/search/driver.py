@@ -43,10 +43,12 @@ from autoslim.report.results import StudyResults, open_results
 from autoslim.safe_io import replacing, safe_write_text
 from autoslim.search.fronts import ParetoFronts
 from autoslim.search.journal_batch import one_append
+from autoslim.search.ladder import CONFIG_ATTR, Ladder, RungsChangedError
 from autoslim.search.lock import StudyLock
 from autoslim.search.policy_tables import prepare_tables
 from autoslim.search.preflight import study_preflight
 from autoslim.search.run_info import run_record
+from autoslim.search.rungs import Rungs
 from autoslim.search.space import Constraints, SearchSpace
 from autoslim.search.space_check import check_space_unchanged
 from autoslim.search.storage import Heartbeats, ask, fail_stale
@@ -89,6 +91,9 @@ class SearchConfig:
     preflight: bool = True  # try each technique on the teacher first; search only what applies (a new study only)
     storage: str | None = None  # an Optuna RDB URL several drivers share; None: the folder's journal, one driver
     heartbeat_s: int = 10  # with `storage`: heartbeat interval; a trial silent for 6 intervals is a dead driver's
+    # Multi-fidelity (ASHA rungs of fine-tune length, autoslim.search.ladder): None: as the space says (its
+    # `rungs:`); True: on (the space's rungs, else 1/9, 1/3, 1 with eta 3); False: off.
+    multifidelity: bool | None = None
 
     @property
     def folder(self) -> Path:
@@ -258,6 +263,9 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
         with replacing(config.folder / "preflight.csv") as tmp:
             pre.frame().to_csv(tmp, index=False)
     notes += prepare_tables(study, task, space, profiles, config.folder)
+    ladder = _ladder(config, space, profiles, study, fresh)
+    if ladder is not None:  # before the queue below: interrupted climbers go back in the queue with their rungs
+        notes += ladder.attach(study, fresh=fresh)
     # A fresh shared study is queued by the driver that created it, once (the others find its queue).
     first = opened.created or not shared
     if first or not fresh:
@@ -274,16 +282,23 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
     df0 = trials_frame(study, profiles)
     headline = _Headline(df0, profiles[0])
     live = ParetoFronts.from_frame(df0, profiles)
-    clock = TimeBudget(config.time_budget_s, fractions=(1.0,))
-    for seconds in df0["duration_s"].dropna() if len(df0) and "duration_s" in df0 else ():
-        clock.add(0, float(seconds))  # a resumed search plans with the durations it has already seen
+    if ladder is None:
+        clock = TimeBudget(config.time_budget_s, fractions=(1.0,))
+        for seconds in df0["duration_s"].dropna() if len(df0) and "duration_s" in df0 else ():
+            clock.add(0, float(seconds))  # a resumed search plans with the durations it has already seen
+    else:  # each rung's runs, as recorded on the trials (a resumed search plans with them)
+        clock = TimeBudget(config.time_budget_s, fractions=ladder.rungs.fractions,
+                           reduction_factor=ladder.rungs.reduction_factor, restart=True)  # fmt: skip
+        for rung, seconds in ladder.durations():
+            clock.add(rung, seconds)
     del df0
     if on_progress:
         on_progress(Progress(done, config.budget, None, headline.text()))
     executor = _make_executor(config, task)
     clock.slots = executor.slots
     heartbeats = Heartbeats(study._storage)
-    running: dict[Future, tuple[optuna.Trial, CompressionPlan]] = {}
+    running: dict[Future, tuple[optuna.Trial, CompressionPlan, int]] = {}  # -> (trial, plan, rung running)
+    specs: dict[int, TrialSpec] = {}  # trial number -> its spec (a promotion reruns it at the next rung)
     since: dict[int, float] = {}  # trial number -> when it was submitted (for the end estimate)
     starting: optuna.Trial | None = None  # asked but not yet in `running` (an inline trial runs inside submit)
     ran, interrupted, out_of_time = 0, False, False
@@ -316,38 +331,67 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                     starting, done, ran = None, done + 1, ran + 1
                     continue
                 floor = accuracy_floor(constraints, headline.base_acc) if config.early_stop else None
+                rung = ladder.first_rung(starting, plan) if ladder is not None else 0
                 spec = TrialSpec(plan.to_dict(), tuple(profiles), seed=config.seed + starting.number,
-                                 number=starting.number, min_accuracy=floor, fronts=known)  # fmt: skip
+                                 number=starting.number, min_accuracy=floor, fronts=known,
+                                 fidelity=ladder.fidelity(rung) if ladder is not None else 1.0)  # fmt: skip
+                specs[starting.number] = spec
                 since[starting.number] = time.monotonic()
-                running[executor.submit(spec)] = (starting, plan)
+                running[executor.submit(spec)] = (starting, plan, rung)
                 starting = None
             if not running:
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             broken = False
             for fut in finished:
-                trial, plan = running.pop(fut)
+                trial, plan, rung = running.pop(fut)
                 # The slot was held from submit to now (worker transfer included): that is what the budget spends.
                 held = time.monotonic() - since.pop(trial.number, time.monotonic())
                 try:
                     result = fut.result()
                 except BrokenProcessPool as exc:  # a worker died (OOM kill, segfault): fail its trial, go on
                     result, broken = TrialResult("failed", reason=f"worker process died: {exc!r}"), True
+                if ladder is not None:
+                    goes_on = ladder.finish(trial, rung, result, held)
+                    if result.status != "failed":
+                        clock.add(rung, max(held, result.duration_s))
+                    if goes_on and not broken:
+                        ends = time.monotonic() - started
+                        if clock.can_promote(rung, ends) and (deadline is None or time.monotonic() < deadline):
+                            ladder.promote(trial, rung)  # on the trial first: a kill now resumes at the next rung
+                            floor = accuracy_floor(constraints, headline.base_acc) if config.early_stop else None
+                            spec = dataclasses.replace(
+                                specs[trial.number], fidelity=ladder.fidelity(rung + 1), min_accuracy=floor,
+                                fronts=live.as_spec_fronts() if config.early_stop else None,
+                            )  # fmt: skip
+                            since[trial.number] = time.monotonic()
+                            starting = trial  # an interrupt inside submit (inline) marks it interrupted
+                            running[executor.submit(spec)] = (trial, plan, rung + 1)
+                            starting = None
+                            continue
+                        result = ladder.not_promoted(result, rung, "promoted, but the next rung would not end "
+                                                     "within the time budget")  # fmt: skip
+                    elif rung < ladder.top:
+                        result = ladder.not_promoted(
+                            result, rung, f"not in the top 1/{ladder.rungs.reduction_factor} of its rung by "
+                            f"the '{ladder.rungs.rule}' rule over every profile")  # fmt: skip
+                specs.pop(trial.number, None)
                 headline.add(result, profiles[0], plan.is_baseline)
                 feasible = _record(study, trial, plan, result, profiles, constraints, headline.base_acc)
                 live.add(trial.number, accuracy=result.accuracy, costs=result.costs, status=result.status,
                          feasible=feasible, baseline=plan.is_baseline)  # fmt: skip
-                if result.status != "failed":
+                if result.status != "failed" and ladder is None:
                     clock.add(0, max(held, result.duration_s))
                 heartbeats.discard(trial._trial_id)
                 done, ran = (finished_count(study) if shared else done + 1), ran + 1
                 if on_progress:
                     now = time.monotonic()
-                    eta = _eta_s(clock, now - started, [now - since[t.number] for t, _ in running.values()],
+                    eta = _eta_s(clock, now - started,
+                                 [Running(r, now - since[t.number]) for t, _, r in running.values()],
                                  config.budget, done)  # fmt: skip
                     on_progress(Progress(done, config.budget, result, headline.text(), trial.number, eta))
             if broken:  # the pool is unusable: its other trials died with it
-                for trial, plan in running.values():
+                for trial, plan, _ in running.values():
                     _record(study, trial, plan, TrialResult("failed", reason="worker pool broke"), profiles)
                     heartbeats.discard(trial._trial_id)
                     done, ran = done + 1, ran + 1
@@ -356,7 +400,7 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                 executor = _make_executor(config, task)
     except KeyboardInterrupt:
         interrupted = True
-        for trial in [t for t, _ in running.values()] + ([starting] if starting is not None else []):
+        for trial in [t for t, _, _ in running.values()] + ([starting] if starting is not None else []):
             trial.set_user_attr("status", INTERRUPTED)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             heartbeats.discard(trial._trial_id)
@@ -384,15 +428,36 @@ def _run_settings(config: SearchConfig) -> dict[str, Any]:
             "seed": config.seed, "sampler": config.sampler, "executor": _executor_kind(config),
             "workers": config.workers, "cpus_per_trial": config.cpus_per_trial,
             "gpus_per_trial": config.gpus_per_trial, "early_stop": config.early_stop, "preflight": config.preflight,
-            "storage": config.storage, "warm_start": str(config.warm_start) if config.warm_start else None}  # fmt: skip
+            "storage": config.storage, "warm_start": str(config.warm_start) if config.warm_start else None,
+            "multifidelity": config.multifidelity}  # fmt: skip
 
 
-def _eta_s(clock: TimeBudget, elapsed: float, running_s: Sequence[float], budget: int | None,
+def _eta_s(clock: TimeBudget, elapsed: float, running: Sequence[Running], budget: int | None,
            done: int) -> float | None:  # fmt: skip
-    """Seconds from now until the search is expected to end (``running_s``: how long each running trial has run)."""
-    left = None if budget is None else max(0, budget - done - len(running_s))
-    end = clock.estimated_end_s(elapsed, running=[Running(0, r) for r in running_s], trials_left=left)
+    """Seconds from now until the search is expected to end (``running``: each running trial's rung and how
+    long it has run)."""
+    left = None if budget is None else max(0, budget - done - len(running))
+    end = clock.estimated_end_s(elapsed, running=running, trials_left=left)
     return None if end is None else max(0.0, end - elapsed)
+
+
+def _ladder(config: SearchConfig, space: SearchSpace, profiles: Sequence[HardwareProfile], study: optuna.Study,
+            fresh: bool) -> Ladder | None:  # fmt: skip
+    """The multi-fidelity ladder this run uses (None: every trial runs its whole fine-tune)."""
+    template = None if config.multifidelity is False else space.rungs
+    if template is None and config.multifidelity:
+        template = Rungs()
+    if template is None:
+        if not fresh and CONFIG_ATTR in study.user_attrs:
+            raise RungsChangedError(
+                f"study {study.study_name!r} began with multi-fidelity rungs {study.user_attrs[CONFIG_ATTR]}: "
+                "resume it with them (--multifidelity, or the space it began with), or start a new --study"
+            )
+        return None
+    if config.storage is not None:
+        raise ValueError("multi-fidelity search with a shared --storage is not supported yet: each driver would "
+                         "promote among its own trials only; use the folder's journal (one driver)")  # fmt: skip
+    return Ladder(template, profiles)
 
 
 def accuracy_floor(constraints: Constraints, baseline_accuracy: float | None) -> float | None:

@@ -13,6 +13,7 @@ Grammar (see ``search_spaces/README.md``)::
           round_to: 8                           # a plain value is fixed
     recipes:                                    # plans tried first (the baseline always is)
       - {quantize: {weight_bits: 8, act_bits: 8}}
+    rungs: {fractions: [0.111, 0.333, 1], reduction_factor: 3, rule: rank}   # optional: multi-fidelity (ASHA)
 
 Every error names the file and the field, and is raised before any trial runs.
 """
@@ -26,6 +27,7 @@ from typing import Any
 import optuna
 import yaml
 
+from autoslim.search.rungs import Rungs, rungs_from_config
 from autoslim.techniques import get_technique, list_techniques
 from autoslim.techniques.per_layer import POLICIES
 
@@ -143,6 +145,9 @@ class SearchSpace:
     source: str = "<space>"
     objectives: tuple[tuple[str, str], ...] = ()  # (profile, metric) overrides of a profile's own objective
     constraints: Constraints = field(default_factory=lambda: Constraints())
+    # Multi-fidelity: fine-tunes run at rungs of their length, the top share of each rung goes on (None: off,
+    # every trial runs its whole fine-tune). The space's `rungs:` mapping, or `autoslim search --multifidelity`.
+    rungs: Rungs | None = None
 
     def sample(self, trial: optuna.Trial, profiles: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
         """Define-by-run: decide each technique on/off, then its policy and parameters; returns plan steps.
@@ -315,8 +320,19 @@ def space_from_dict(data: Any, *, source: str = "<space>") -> SearchSpace:
     constraints = _constraints(source, data.get("constraints"))
     return SearchSpace(
         space.name, space.techniques, space.profiles, _with_fixed(space, recipes), source, objectives=objectives,
-        constraints=constraints,
+        constraints=constraints, rungs=_rungs(source, data.get("rungs")),
     )  # fmt: skip
+
+
+def _rungs(source: str, raw: Any) -> Rungs | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{source}: field 'rungs' must be a mapping, e.g. {{fractions: [0.111, 0.333, 1]}}")
+    try:
+        return rungs_from_config(raw)
+    except (ValueError, TypeError) as exc:
+        raise SpaceError(f"{source}: rungs: {exc}") from exc
 
 
 def _with_fixed(space: SearchSpace, recipes: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], ...]:
@@ -361,7 +377,7 @@ def _policy(where: str, name: str, body: dict[str, Any]) -> tuple[tuple[str, ...
     return policies, target, tuple(profiles)
 
 
-_TOP_LEVEL = ("constraints", "description", "name", "objectives", "profiles", "recipes", "techniques")
+_TOP_LEVEL = ("constraints", "description", "name", "objectives", "profiles", "recipes", "rungs", "techniques")
 _METRICS = ("latency_ms", "model_bytes", "energy_mj", "peak_activation_bytes")
 
 

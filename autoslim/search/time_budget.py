@@ -70,9 +70,10 @@ class TimeBudget:
     reduction_factor: int = 3  # share of trials reaching rung r: eta ** -r (ASHA promotes the top 1/eta)
     fractions: tuple[float, ...] = (1 / 9, 1 / 3, 1.0)
     durations: dict[int, list[float]] = field(default_factory=dict)  # rung -> seconds of each finished run
+    restart: bool = False  # a rung > 0 reruns the fine-tune from the start (autoslim.search.ladder), not the rest
 
     def add(self, rung: int, seconds: float) -> None:
-        """A finished run of ``rung`` (a rung > 0: the continuation alone, not the rungs before it)."""
+        """A finished run of ``rung`` (a rung > 0: the continuation alone, or with ``restart`` the whole rerun)."""
         if math.isfinite(seconds) and seconds >= 0:
             self.durations.setdefault(rung, []).append(float(seconds))
 
@@ -130,4 +131,6 @@ class TimeBudget:
     def _share(self, rung: int) -> float:
         """The fraction of the fine-tune rung ``rung`` adds (rung 0: its whole fraction)."""
         rung = min(max(rung, 0), len(self.fractions) - 1)
+        if self.restart:
+            return self.fractions[rung]
         return self.fractions[rung] - (self.fractions[rung - 1] if rung > 0 else 0.0)

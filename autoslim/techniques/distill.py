@@ -304,12 +304,20 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True)
     gen = torch.Generator().manual_seed(ctx.seed)
     epoch_batches, steps_per_epoch = _epoch_batches(data, config, gen)
-    sched = _scheduler(opt, config.schedule, epochs * steps_per_epoch)
+    # A low rung of a multi-fidelity search runs a share of the steps, with the whole schedule (decay included)
+    # in them: a short fine-tune that ends at a low learning rate ranks plans better than a long one cut short.
+    planned = epochs * steps_per_epoch
+    total = planned if ctx.fidelity >= 1.0 else max(1, math.ceil(ctx.fidelity * planned - 1e-9))
+    epochs = math.ceil(total / steps_per_epoch)
+    sched = _scheduler(opt, config.schedule, total)
     note: dict[str, Any] = {
         "label_free": label_free, "loss": choice.describe(), "epochs_run": epochs, "removed": round(removed, 4),
         "steps_per_epoch": steps_per_epoch,
         "teacher_outputs": "cached" if teacher_out.cached is not None else "per batch",
     }  # fmt: skip
+    if total < planned:
+        note.update(fidelity=round(ctx.fidelity, 4), steps_run=total, steps_planned=planned)
+    steps_done = 0
     ctx.notes["distill.kd"] = note  # recorded up front: a fine-tune stopped early keeps it too
     features = _FeatureMatch(model, teacher, ctx.example_inputs) if config.feature_weight > 0 else None
     if features is not None:
@@ -333,6 +341,9 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
     try:
         for _epoch in range(epochs):
             for batch in epoch_batches():
+                if steps_done == total:  # a low rung's last, partial epoch
+                    break
+                steps_done += 1
                 out = call_model(model, batch.inputs, output=ctx.output)  # moves the batch to the model's device
                 target = teacher_out(batch, out.device)
                 if ctx.distill_loss is not None:

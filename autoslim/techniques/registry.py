@@ -66,6 +66,9 @@ class ApplyContext:
     teacher_cache_bytes: float = 256e6  # teacher outputs on in-memory training data are cached below this size
     # The search's hardware profiles: a per-layer policy allocates against one of them (autoslim.policy)
     profiles: tuple[Any, ...] = ()
+    # Share of its training a fine-tune runs, in (0, 1]: a multi-fidelity search's low rungs (autoslim.search.rungs)
+    # run short fine-tunes (with the whole learning-rate schedule compressed into them), the last rung all of it.
+    fidelity: float = 1.0
 
 
 ApplyFn = Callable[[nn.Module, Any, ApplyContext], nn.Module]

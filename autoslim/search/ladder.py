@@ -1,0 +1,178 @@
+"""The driver's side of multi-fidelity search: which rung a trial runs next, and what each finished rung left.
+
+``rungs.Rungs`` decides promotions (ASHA over every profile's front); this module ties it to Optuna trials:
+
+- one Optuna trial per plan: it stays running while it climbs, and is told once, at its last rung. A trial that
+  is not promoted is told ``stopped`` (Optuna: PRUNED, so TPE samples that region less) with the reason
+  ``not promoted at rung r ...``; only trials that ran their whole fine-tune (the top rung) enter the fronts.
+- each rung is **restarted**, not continued: rung r runs ``fractions[r]`` of the plan's fine-tune with the whole
+  learning-rate schedule compressed into it (``ApplyContext.fidelity``). A short fine-tune that ends at a low
+  learning rate ranks plans by what they can recover; one cut short mid-schedule would not (KD wants a decaying
+  LR: measured on MNIST-1D). It also keeps every final model exactly what its plan and seed rebuild
+  (``autoslim export``), which a chain of continued rungs would not. The cost: the top 1/eta^r of trials re-run
+  the rungs below (0.33 of a full search's fine-tunes per trial at 1/9, 1/3, 1, eta 3, instead of 0.26).
+- trials that have nothing to shorten run once, at the top rung: the baseline, plans without a fine-tune step,
+  the space's recipes and warm-start plans (they are there to be measured, not ranked).
+- every finished rung is a trial user attribute (``rungs``: rung, fidelity, status, accuracy, per-profile
+  objective cost, seconds), written when it finishes: a killed search rebuilds the ladder from the journal, and
+  a trial killed in the middle of rung r is queued again (same parameters, its finished rungs kept) to run rung r.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+
+from autoslim.cost import HardwareProfile
+from autoslim.plan import CompressionPlan
+from autoslim.search.rungs import Rungs
+from autoslim.search.study import INTERRUPTED
+from autoslim.techniques import get_technique
+from autoslim.trial import TrialResult
+
+RUNGS_ATTR = "rungs"  # per trial: its finished rungs, oldest first
+PROMOTED_ATTR = "promoted_to"  # per trial: the rung it was promoted to (set before that rung runs)
+RESUME_ATTR = "resume_rung"  # a queued trial: the rung its interrupted predecessor was running
+CONFIG_ATTR = "rungs_config"  # per study: the ladder it began with (a resume must use the same)
+NOT_PROMOTED = "not promoted"  # the reason's start for a trial that stopped below the top rung
+
+
+class RungsChangedError(ValueError):
+    """A study resumed with other rungs than it began with."""
+
+
+def has_fine_tune(plan: CompressionPlan) -> bool:
+    return any(get_technique(s.technique).role == "fine-tune" for s in plan.steps)
+
+
+class Ladder:
+    def __init__(self, template: Rungs, profiles: Sequence[HardwareProfile]) -> None:
+        # A fresh state from the space's settings: the space's own Rungs object is never written to.
+        self.rungs = Rungs(template.fractions, reduction_factor=template.reduction_factor, rule=template.rule)
+        self.profiles = list(profiles)
+        self._entries: dict[int, list[dict[str, Any]]] = {}  # trial -> its finished rungs
+
+    @property
+    def top(self) -> int:
+        return self.rungs.top
+
+    def config(self) -> dict[str, Any]:
+        r = self.rungs
+        return {"fractions": list(r.fractions), "reduction_factor": r.reduction_factor, "rule": r.rule}
+
+    def fidelity(self, rung: int) -> float:
+        return self.rungs.fractions[rung]
+
+    # --- the study: check, requeue, rebuild ---------------------------------------------------------------------
+
+    def attach(self, study: optuna.Study, *, fresh: bool) -> list[str]:
+        """Check the study's ladder, queue again the interrupted trials that had finished rungs, and rebuild the
+        promotion state from every trial's recorded rungs. Returns notes for the user."""
+        before = study.user_attrs.get(CONFIG_ATTR)
+        if before is None:
+            if not fresh:
+                raise RungsChangedError(
+                    f"study {study.study_name!r} began without multi-fidelity rungs; resume it without them "
+                    "(no `rungs:` in the space, no --multifidelity), or start a new --study"
+                )
+            study.set_user_attr(CONFIG_ATTR, self.config())
+        elif before != self.config():
+            raise RungsChangedError(
+                f"study {study.study_name!r} began with rungs {before}, now {self.config()}: resume it with the "
+                "rungs it began with, or start a new --study"
+            )
+        notes = []
+        trials = study.get_trials(deepcopy=False)
+        requeued = {t.user_attrs.get("requeue_of") for t in trials}
+        again = 0
+        for t in trials:
+            a = t.user_attrs
+            if a.get("status") != INTERRUPTED or t.number in requeued or not a.get(RUNGS_ATTR):
+                continue
+            if a.get("baseline") or a.get("recipe") or a.get("warm_start"):
+                continue  # these run again in full anyway (the driver queues them)
+            entries = list(a[RUNGS_ATTR])
+            resume = int(a.get(PROMOTED_ATTR, entries[-1]["rung"] + 1))
+            study.enqueue_trial(t.params, user_attrs={"requeue_of": t.number, RUNGS_ATTR: entries,
+                                                      RESUME_ATTR: resume, PROMOTED_ATTR: resume})  # fmt: skip
+            again += 1
+        if again:
+            notes.append(f"multi-fidelity: {again} trial(s) interrupted above rung 0 queued again at the rung they "
+                         "were running; their finished rungs are kept")  # fmt: skip
+        requeued = {t.user_attrs.get("requeue_of") for t in study.get_trials(deepcopy=False)}
+        for t in study.get_trials(deepcopy=False):
+            a = t.user_attrs
+            if t.number in requeued:  # its rungs live on in the trial that took its place
+                continue
+            for e in a.get(RUNGS_ATTR) or ():
+                self._put(t.number, e)
+            promoted = a.get(PROMOTED_ATTR)
+            if isinstance(promoted, int) and 0 < promoted <= self.top:
+                self.rungs.promoted[promoted - 1].add(t.number)
+        return notes
+
+    def durations(self) -> list[tuple[int, float]]:
+        """(rung, seconds) of every recorded rung run, for the time budget's plan on a resume."""
+        return [(int(e["rung"]), float(e["duration_s"])) for entries in self._entries.values() for e in entries
+                if isinstance(e.get("duration_s"), (int, float)) and e.get("status") != "failed"]  # fmt: skip
+
+    def first_rung(self, trial: optuna.Trial, plan: CompressionPlan) -> int:
+        """The rung ``trial`` starts at: the one it was interrupted in, the top for trials with nothing to
+        shorten, else 0. A requeued trial's recorded rungs move to its new number."""
+        a = trial.user_attrs
+        if RESUME_ATTR in a:
+            entries = list(a.get(RUNGS_ATTR) or [])
+            for e in entries:
+                self._put(trial.number, e)
+            if trial.number not in self._entries:
+                self._entries[trial.number] = []
+            rung = int(a[RESUME_ATTR])
+            if 0 < rung <= self.top:
+                self.rungs.promoted[rung - 1].add(trial.number)
+            return min(max(rung, 0), self.top)
+        if a.get("baseline") or a.get("recipe") or a.get("warm_start") or not has_fine_tune(plan):
+            return self.top
+        return 0
+
+    # --- a finished rung ----------------------------------------------------------------------------------------
+
+    def finish(self, trial: optuna.Trial, rung: int, result: TrialResult, seconds: float) -> bool:
+        """Record what ``rung`` of ``trial`` gave (in the ladder and on the trial); return whether it goes on."""
+        costs = {p.name: _objective(result.costs, p) for p in self.profiles}
+        entry = {"rung": rung, "fidelity": round(self.fidelity(rung), 6), "status": result.status,
+                 "accuracy": result.accuracy if result.status == "ok" else None, "costs": costs,
+                 "duration_s": round(float(seconds), 3)}  # fmt: skip
+        self._put(trial.number, entry)
+        trial.set_user_attr(RUNGS_ATTR, self._entries[trial.number])
+        if result.status != "ok" or rung >= self.top:
+            return False
+        return self.rungs.should_promote(trial.number, rung)
+
+    def promote(self, trial: optuna.Trial, rung: int) -> None:
+        trial.set_user_attr(PROMOTED_ATTR, rung + 1)
+
+    def not_promoted(self, result: TrialResult, rung: int, why: str) -> TrialResult:
+        """The trial's result as told: ``stopped`` below the top rung (its low-fidelity numbers kept beside)."""
+        if result.status != "ok":
+            return result
+        n = len(self.rungs.records[rung])
+        reason = (f"{NOT_PROMOTED} at rung {rung} of {self.top} ({self.fidelity(rung):.3g} of its fine-tune; "
+                  f"{n} trial(s) at that rung so far): {why}")  # fmt: skip
+        return TrialResult("stopped", accuracy=result.accuracy, costs=result.costs, params=result.params,
+                           reason=reason, duration_s=result.duration_s, steps=result.steps, notes=result.notes,
+                           seed=result.seed, threads=result.threads, plan=result.plan)  # fmt: skip
+
+    def _put(self, trial: int, entry: Mapping[str, Any]) -> None:
+        rung = int(entry["rung"])
+        if not 0 <= rung <= self.top:
+            return
+        kept = [e for e in self._entries.get(trial, []) if int(e["rung"]) != rung]
+        self._entries[trial] = sorted([*kept, dict(entry)], key=lambda e: int(e["rung"]))
+        self.rungs.record(trial, rung, accuracy=entry.get("accuracy"), costs=entry.get("costs") or {})
+
+
+def _objective(costs: Mapping[str, Mapping[str, Any]], profile: HardwareProfile) -> float | None:
+    value = (costs.get(profile.name) or {}).get(profile.objective)
+    return float(value) if isinstance(value, (int, float)) else None

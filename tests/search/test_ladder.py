@@ -1,0 +1,202 @@
+"""Multi-fidelity search in the driver: rungs of fine-tune length, ASHA promotion, fronts from the top rung only,
+resume keeping finished rungs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autoslim.cost import get_profile
+from autoslim.search import SearchConfig, load_space, run_search
+from autoslim.search.ladder import CONFIG_ATTR, NOT_PROMOTED, RUNGS_ATTR, RungsChangedError
+from autoslim.search.study import INTERRUPTED, finished_count
+from autoslim.trial import run_trial as real_run_trial
+from tests.conftest import TINY_PROFILES, TINY_SPACE, TINY_TASK, write_space
+
+pytestmark = pytest.mark.usefixtures("repo_root_on_path")
+
+# KD long enough that its rungs differ: 3 epochs of the tiny task's training data
+MF_SPACE = copy.deepcopy(TINY_SPACE)
+MF_SPACE["techniques"]["distill.kd"]["params"]["epochs"] = 3
+MF_SPACE["rungs"] = {"fractions": [0.2, 1.0], "reduction_factor": 2}
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOSLIM_CACHE", str(tmp_path / "cache"))
+
+
+def _config(tmp_path: Path, budget: int, data: dict | None = None, **kw) -> SearchConfig:
+    space = write_space(tmp_path / "mf.yaml", MF_SPACE if data is None else data)
+    return SearchConfig(space=load_space(space), profiles=[get_profile(p) for p in TINY_PROFILES], budget=budget,
+                        task=TINY_TASK, study="s", results_dir=tmp_path / "results", workers=1, **kw)  # fmt: skip
+
+
+def _study(tmp_path: Path) -> optuna.Study:
+    backend = optuna.storages.journal.JournalFileBackend(str(tmp_path / "results" / "s" / "study.journal"))
+    return optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(backend))
+
+
+def test_trials_climb_rungs_and_only_the_top_rung_enters_the_fronts(tmp_path: Path) -> None:
+    out = run_search(_config(tmp_path, 14))
+    study = _study(tmp_path)
+    assert study.user_attrs[CONFIG_ATTR] == {"fractions": [0.2, 1.0], "reduction_factor": 2, "rule": "rank"}
+    climbers = [t for t in study.trials if t.user_attrs.get(RUNGS_ATTR)]
+    kd = [t for t in climbers if "distill.kd" in (t.user_attrs.get("notes") or {})]
+    assert kd, "the space samples structural steps, so some trials fine-tune"
+    for t in kd:
+        rungs = t.user_attrs[RUNGS_ATTR]
+        assert rungs[0]["rung"] in (0, 1) and [r["rung"] for r in rungs] == sorted(r["rung"] for r in rungs)
+        if rungs[-1]["rung"] == 0 and t.user_attrs["status"] == "stopped":
+            assert t.user_attrs["reason"].startswith(NOT_PROMOTED)
+        if t.user_attrs["status"] == "ok" and not t.user_attrs.get("recipe"):
+            assert rungs[-1]["rung"] == 1  # a trial told ok ran its whole fine-tune
+            notes = t.user_attrs["notes"]["distill.kd"]
+            assert "fidelity" not in notes  # the top rung: the plan's own steps
+    low = [t for t in kd if t.user_attrs[RUNGS_ATTR][0]["rung"] == 0]
+    assert low, "plans with a fine-tune start at the lowest rung"
+    # the short rung really ran a share of the steps: 1/5 of 3 epochs
+    first = low[0].user_attrs[RUNGS_ATTR][0]
+    assert first["fidelity"] == 0.2
+    promoted = [t for t in low if len(t.user_attrs[RUNGS_ATTR]) == 2]
+    stopped = [t for t in low if t.user_attrs["status"] == "stopped" and len(t.user_attrs[RUNGS_ATTR]) == 1]
+    assert promoted and stopped, (len(promoted), len(stopped))
+    # fronts and the trials table: not-promoted trials are not on any front
+    on_fronts = {int(n) for f in out.fronts.values() for n in f["trial"]}
+    assert not on_fronts & {t.number for t in stopped}
+    assert finished_count(study) == 14
+    assert "rung" in out.trials.columns
+    html = (tmp_path / "results" / "s" / "report.html").read_text()
+    assert "Promotion ladder" in html
+
+
+def test_a_low_rung_runs_a_share_of_the_fine_tune(tmp_path: Path) -> None:
+    from autoslim.cost import get_profile as gp
+    from autoslim.plan import CompressionPlan
+    from autoslim.tasks import load_task
+    from autoslim.trial import TrialSpec
+
+    task = load_task(TINY_TASK)
+    plan = CompressionPlan.from_params({"prune.unstructured": {"amount": 0.5}, "distill.kd": {"epochs": 3}})
+    full = real_run_trial(TrialSpec(plan.to_dict(), (gp("mcu-cortex-m7"),)), task)
+    short = real_run_trial(TrialSpec(plan.to_dict(), (gp("mcu-cortex-m7"),), fidelity=0.2), task)
+    kd_full, kd_short = full.notes["distill.kd"], short.notes["distill.kd"]
+    planned = 3 * kd_full["steps_per_epoch"]
+    assert "steps_run" not in kd_full
+    assert kd_short["steps_planned"] == planned and kd_short["steps_run"] == -(-planned // 5)
+    assert kd_short["epochs_run"] < kd_full["epochs_run"]
+
+
+def test_resume_after_a_kill_in_a_rung_keeps_finished_rungs_and_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill while a promoted trial runs its top rung: the resumed search runs that rung again (its rung 0 kept,
+    not rerun) and the study ends with exactly the budget."""
+    import autoslim.execution.inline as inline
+
+    low: set[int] = set()  # trials that ran rung 0
+    killed: list[int] = []
+
+    def killing(spec, task, **kw):  # type: ignore[no-untyped-def]
+        if spec.fidelity == 1.0 and spec.number in low and not killed:
+            killed.append(spec.number)
+            raise KeyboardInterrupt  # as SIGTERM / Ctrl-C: the running trial is marked interrupted
+        if spec.fidelity < 1.0:
+            low.add(spec.number)
+        return real_run_trial(spec, task, **kw)
+
+    monkeypatch.setattr(inline, "run_trial", killing)
+    out = run_search(_config(tmp_path, 12))
+    assert out.interrupted and killed
+    study = _study(tmp_path)
+    victim = [t for t in study.trials if t.user_attrs.get("status") == INTERRUPTED]
+    assert len(victim) == 1 and victim[0].user_attrs[RUNGS_ATTR][0]["rung"] == 0
+    before = victim[0].user_attrs[RUNGS_ATTR][0]
+    monkeypatch.setattr(inline, "run_trial", real_run_trial)
+    run_search(_config(tmp_path, 12))
+    study = _study(tmp_path)
+    again = [t for t in study.trials if t.user_attrs.get("requeue_of") == victim[0].number]
+    assert len(again) == 1
+    rungs = again[0].user_attrs[RUNGS_ATTR]
+    assert rungs[0] == before and rungs[-1]["rung"] == 1  # rung 0 kept as it was, rung 1 run
+    assert finished_count(study) == 12
+
+
+def test_resuming_with_other_rungs_or_none_is_refused(tmp_path: Path) -> None:
+    run_search(_config(tmp_path, 3))
+    other = {**MF_SPACE, "rungs": {"fractions": [0.5, 1.0], "reduction_factor": 2}}
+    with pytest.raises(RungsChangedError, match="began with rungs"):
+        run_search(_config(tmp_path, 4, other))
+    with pytest.raises(RungsChangedError, match="began with multi-fidelity"):
+        run_search(_config(tmp_path, 4, multifidelity=False))
+
+
+def test_a_bad_rungs_field_names_it(tmp_path: Path) -> None:
+    from autoslim.search.space import SpaceError
+
+    bad = write_space(tmp_path / "bad.yaml", {**MF_SPACE, "rungs": {"fractions": [0.5, 0.2]}})
+    with pytest.raises(SpaceError, match="rungs: rung fractions must"):
+        load_space(bad)
+    bad = write_space(tmp_path / "bad2.yaml", {**MF_SPACE, "rungs": {"eta": 3}})
+    with pytest.raises(SpaceError, match=r"rungs: .*unknown key"):
+        load_space(bad)
+
+
+_KILLED_DRIVER = """
+import sys, time
+import autoslim.execution.inline as inline
+from autoslim.trial import run_trial
+sys.path.insert(0, {root!r})
+from tests.search.test_ladder import _config
+from autoslim.search import run_search
+
+def slow_top_rung(spec, task, **kw):
+    if spec.fidelity == 1.0 and spec.number is not None and spec.number > 3:
+        time.sleep(60)  # a promoted trial's full fine-tune: killed -9 in the middle of it
+    return run_trial(spec, task, **kw)
+
+inline.run_trial = slow_top_rung
+from pathlib import Path
+run_search(_config(Path({tmp!r}), 12))
+"""
+
+
+def test_resume_after_kill_9_in_a_rung(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = str(Path(__file__).resolve().parents[2])
+    script = tmp_path / "driver.py"
+    script.write_text(_KILLED_DRIVER.format(root=root, tmp=str(tmp_path)))
+    journal = tmp_path / "results" / "s" / "study.journal"
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=root, start_new_session=True,
+                            env={**os.environ, "AUTOSLIM_CACHE": str(tmp_path / "cache")})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and '"promoted_to"' in journal.read_text():
+                time.sleep(0.5)  # inside the 60 s top rung
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the driver ended before any promotion"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = _study(tmp_path)
+    climbing = [t for t in before.trials if t.state.name == "RUNNING" and t.user_attrs.get(RUNGS_ATTR)]
+    assert len(climbing) == 1
+    kept = climbing[0].user_attrs[RUNGS_ATTR]
+    finished_before = {t.number: t.values for t in before.trials if t.state.name in ("COMPLETE", "PRUNED")}
+    run_search(_config(tmp_path, 12))
+    after = _study(tmp_path)
+    assert {t.number: t.values for t in after.trials if t.number in finished_before} == finished_before
+    again = [t for t in after.trials if t.user_attrs.get("requeue_of") == climbing[0].number]
+    assert len(again) == 1 and again[0].user_attrs[RUNGS_ATTR][: len(kept)] == kept
+    assert again[0].user_attrs[RUNGS_ATTR][-1]["rung"] == 1
+    assert finished_count(after) == 12
