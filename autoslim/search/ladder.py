@@ -3,8 +3,10 @@
 ``rungs.Rungs`` decides promotions (ASHA over every profile's front); this module ties it to Optuna trials:
 
 - one Optuna trial per plan: it stays running while it climbs, and is told once, at its last rung. A trial that
-  is not promoted is told ``stopped`` (Optuna: PRUNED, so TPE samples that region less) with the reason
-  ``not promoted at rung r ...``; only trials that ran their whole fine-tune (the top rung) enter the fronts.
+  is not promoted ends ``stopped`` with the reason ``not promoted at rung r ...`` and is on no front; Optuna is
+  told the values its rung measured (COMPLETE), so the sampler learns from every rung run (told PRUNED, TPE
+  would count every not-promoted fine-tune as a bad trial and drift to plans without one). Only trials that ran
+  their whole fine-tune (the top rung) enter the fronts.
 - each rung is **restarted**, not continued: rung r runs ``fractions[r]`` of the plan's fine-tune with the whole
   learning-rate schedule compressed into it (``ApplyContext.fidelity``). A short fine-tune that ends at a low
   learning rate ranks plans by what they can recover; one cut short mid-schedule would not (KD wants a decaying
@@ -163,6 +165,10 @@ class Ladder:
         return TrialResult("stopped", accuracy=result.accuracy, costs=result.costs, params=result.params,
                            reason=reason, duration_s=result.duration_s, steps=result.steps, notes=result.notes,
                            seed=result.seed, threads=result.threads, plan=result.plan)  # fmt: skip
+
+    @staticmethod
+    def is_not_promoted(result: TrialResult) -> bool:
+        return result.status == "stopped" and result.reason.startswith(NOT_PROMOTED)
 
     def _put(self, trial: int, entry: Mapping[str, Any]) -> None:
         rung = int(entry["rung"])

@@ -64,6 +64,8 @@ def test_trials_climb_rungs_and_only_the_top_rung_enters_the_fronts(tmp_path: Pa
     promoted = [t for t in low if len(t.user_attrs[RUNGS_ATTR]) == 2]
     stopped = [t for t in low if t.user_attrs["status"] == "stopped" and len(t.user_attrs[RUNGS_ATTR]) == 1]
     assert promoted and stopped, (len(promoted), len(stopped))
+    # the sampler is told what the low rung measured (COMPLETE), the trial stays stopped and off the fronts
+    assert all(t.state == optuna.trial.TrialState.COMPLETE and t.values is not None for t in stopped)
     # fronts and the trials table: not-promoted trials are not on any front
     on_fronts = {int(n) for f in out.fronts.values() for n in f["trial"]}
     assert not on_fronts & {t.number for t in stopped}

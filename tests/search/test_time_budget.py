@@ -63,3 +63,13 @@ def test_estimated_end_from_work_left_capped_by_the_budget() -> None:
     assert timed.estimated_end_s(100.0, running=running, trials_left=40) == 120.0  # the budget ends it first
     assert timed.estimated_end_s(100.0, running=[Running(2, 10.0)]) == pytest.approx(144.0)  # lets it finish
     assert timed.time_left_s(100.0) == 20.0 and timed.time_left_s(130.0) == 0.0
+
+
+def test_restarted_rungs_are_scaled_by_their_whole_share() -> None:
+    """The driver's rungs rerun the fine-tune from the start (autoslim.search.ladder): rung 1 at 1/3 is 3x rung 0
+    at 1/9, not the 2/9 a continuation would add."""
+    budget = TimeBudget(100.0, fractions=(1 / 9, 1 / 3, 1.0), restart=True)
+    budget.add(0, 10.0)
+    assert budget.expected_s(1) == pytest.approx(30.0)
+    assert budget.expected_s(2) == pytest.approx(90.0)
+    assert budget.can_promote(0, elapsed_s=65.0) and not budget.can_promote(0, elapsed_s=75.0)

@@ -1,0 +1,135 @@
+"""Does multi-fidelity search buy the fronts sooner? Full-fidelity vs. multi-fidelity search on the default task.
+
+Per seed: the full-fidelity search (every trial runs its whole KD fine-tune) with ``--budget`` trials, then the
+multi-fidelity search (rungs at 1/9, 1/3 and 1 of each fine-tune, eta 3, rank rule; ``autoslim.search.ladder``)
+with a time budget equal to the full search's wall time, both on the same workers. Each profile's hypervolume
+(cost as a share of 1.1x the baseline's, as ``autoslim compare``) is followed over wall time from the trials'
+completion times: only trials told ok (the top rung) count, as only they are on the fronts.
+
+Reported per seed and profile: each search's final hypervolume, the wall time the multi-fidelity search took to
+reach the full search's final hypervolume (and its share of the full search's wall time), and the multi-fidelity
+hypervolume at the full search's wall time.
+
+    python benchmarks/multifidelity.py [--seeds 3] [--budget 50] [--workers 2] [--task mnist1d-cnn]
+
+Writes results/benchmarks/multifidelity.csv and multifidelity.png (hypervolume over wall time, per profile).
+Run it alone on the machine: both searches are timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+from samplers import hypervolume_2d  # benchmarks/samplers.py: the same hypervolume as the other benchmarks
+
+from autoslim.cost import get_profile
+from autoslim.report.frame import front_frame
+from autoslim.search import SearchConfig, default_space_path, load_space, run_search
+
+OUT = Path("results/benchmarks")
+
+
+def run(mode: str, seed: int, args: argparse.Namespace, time_budget_s: float | None) -> tuple[pd.DataFrame, float,
+                                                                                                dt.datetime]:  # fmt: skip
+    space = load_space(Path(args.space) if args.space else default_space_path())
+    profiles = [get_profile(n) for n in space.profiles]
+    name = f"mf_{mode}_s{seed}"
+    runs = OUT / "multifidelity_runs"
+    shutil.rmtree(runs / name, ignore_errors=True)
+    begun = dt.datetime.now()
+    t0 = time.perf_counter()
+    cfg = SearchConfig(space=space, profiles=profiles, budget=args.budget if mode == "full" else None,
+                       time_budget_s=time_budget_s, task=args.task, study=name, results_dir=runs, seed=seed,
+                       workers=args.workers, multifidelity=mode == "multi")  # fmt: skip
+    out = run_search(cfg)
+    return out.trials, time.perf_counter() - t0, begun
+
+
+def hv_over_time(df: pd.DataFrame, begun: dt.datetime, profiles: list, times: list[float]) -> pd.DataFrame:
+    base = df[df["is_baseline"] & (df["status"] == "ok")]
+    done = (pd.to_datetime(df["datetime_complete"]) - pd.Timestamp(begun)).dt.total_seconds()
+    rows = []
+    for t in times:
+        sub = df[done <= t]
+        for p in profiles:
+            col = f"{p.name}.{p.objective}"
+            ref = 1.1 * float(base[col].iloc[0])
+            front = front_frame(sub, p) if len(sub) else sub
+            hv = hypervolume_2d(front["accuracy"].tolist(), (front[col] / ref).tolist(), ref_cost=1.0) if len(
+                front) else 0.0  # fmt: skip
+            rows.append({"t_s": t, "profile": p.name, "hv": hv})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--budget", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--task", default="mnist1d-cnn")
+    ap.add_argument("--space", default=None)
+    ap.add_argument("--name", default="multifidelity", help="output files' stem under results/benchmarks/")
+    args = ap.parse_args()
+    space = load_space(Path(args.space) if args.space else default_space_path())
+    profiles = [get_profile(n) for n in space.profiles]
+    rows, curves = [], []
+    # Warm-up, untimed: the teacher is trained or loaded into the cache and the preflight of the space cached, so
+    # neither timed search pays for them
+    warm = SearchConfig(space=space, profiles=profiles, budget=1, task=args.task, study="mf_warmup",
+                        results_dir=OUT / "multifidelity_runs", workers=1)  # fmt: skip
+    shutil.rmtree(warm.folder, ignore_errors=True)
+    run_search(warm)
+    for seed in range(args.seeds):
+        full, wall_full, begun_full = run("full", seed, args, None)
+        multi, wall_multi, begun_multi = run("multi", seed, args, wall_full)
+        grid = [wall_full * i / 100 for i in range(1, 101)]
+        hv_full = hv_over_time(full, begun_full, profiles, grid)
+        hv_multi = hv_over_time(multi, begun_multi, profiles, grid)
+        for mode, hv in (("full", hv_full), ("multi", hv_multi)):
+            curves.append(hv.assign(seed=seed, mode=mode))
+        top = multi["rung"].dropna() if "rung" in multi else pd.Series(dtype=float)
+        for p in profiles:
+            f = hv_full[hv_full["profile"] == p.name].set_index("t_s")["hv"]
+            m = hv_multi[hv_multi["profile"] == p.name].set_index("t_s")["hv"]
+            target = float(f.iloc[-1])
+            reached = m[m >= target - 1e-12]
+            t_reach = float(reached.index[0]) if len(reached) else None
+            rows.append({
+                "seed": seed, "profile": p.name, "objective": p.objective,
+                "full_trials": int(len(full)), "full_wall_s": round(wall_full, 1), "full_hv": round(target, 5),
+                "multi_trials": int(len(multi)), "multi_ok": int((multi["status"] == "ok").sum()),
+                "multi_top_rung": int((top == top.max()).sum()) if len(top) else 0,
+                "multi_wall_s": round(wall_multi, 1),
+                "multi_hv_at_full_wall": round(float(m.iloc[-1]), 5),
+                "multi_s_to_full_hv": None if t_reach is None else round(t_reach, 1),
+                "multi_share_of_full_wall": None if t_reach is None else round(t_reach / wall_full, 3),
+            })  # fmt: skip
+        pd.DataFrame(rows).to_csv(OUT / f"{args.name}.csv", index=False)  # after every seed: a kill keeps them
+        print(pd.DataFrame(rows)[pd.DataFrame(rows)["seed"] == seed].to_string(index=False))
+    table = pd.DataFrame(rows)
+    curve = pd.concat(curves)
+    fig, axes = plt.subplots(1, len(profiles), figsize=(4 * len(profiles), 3.6), squeeze=False)
+    for ax, p in zip(axes[0], profiles, strict=True):
+        for (seed, mode), g in curve[curve["profile"] == p.name].groupby(["seed", "mode"]):
+            ax.plot(g["t_s"], g["hv"], color="tab:blue" if mode == "full" else "tab:orange", alpha=0.8,
+                    ls="-" if seed == 0 else "--" if seed == 1 else ":",
+                    label=f"{mode} fidelity, seed {seed}")  # fmt: skip
+        ax.set(title=p.name, xlabel="wall time (s)", ylabel="hypervolume")
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(f"multi- vs. full-fidelity search, {args.task} (full: budget {args.budget})")
+    fig.tight_layout()
+    fig.savefig(OUT / f"{args.name}.png", dpi=110)
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
