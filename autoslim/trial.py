@@ -57,6 +57,8 @@ class TrialSpec:
 # prune.* techniques; :func:`status_name` maps it on reading.
 STATUSES = ("ok", "infeasible", "failed", "stopped")
 LEGACY_STATUSES = {"pruned": "stopped"}
+# The reason's start for a multi-fidelity trial that stopped below the top rung (autoslim.search.ladder).
+NOT_PROMOTED = "not promoted"
 
 
 def status_name(recorded: object) -> str:

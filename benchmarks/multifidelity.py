@@ -19,6 +19,7 @@ Run it alone on the machine: both searches are timed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import shutil
 import time
@@ -33,16 +34,24 @@ from samplers import hypervolume_2d  # benchmarks/samplers.py: the same hypervol
 
 from autoslim.cost import get_profile
 from autoslim.report.frame import front_frame
+from autoslim.report.results import open_results
 from autoslim.search import SearchConfig, default_space_path, load_space, run_search
+from autoslim.search.rungs import Rungs
 
 OUT = Path("results/benchmarks")
 
 
-def run(mode: str, seed: int, args: argparse.Namespace, time_budget_s: float | None) -> tuple[pd.DataFrame, float,
-                                                                                                dt.datetime]:  # fmt: skip
+Run = tuple[pd.DataFrame, float, dt.datetime]  # trials, wall seconds, when it began
+
+
+def run(mode: str, seed: int, args: argparse.Namespace, time_budget_s: float | None) -> Run:
     space = load_space(Path(args.space) if args.space else default_space_path())
     profiles = [get_profile(n) for n in space.profiles]
-    name = f"mf_{mode}_s{seed}"
+    name = f"mf_{mode}_s{seed}" + (f"_{args.rule}" * (mode == "multi" and args.rule != "rank"))
+    if mode == "multi":
+        rungs = space.rungs or Rungs()
+        space = dataclasses.replace(space, rungs=Rungs(rungs.fractions, reduction_factor=rungs.reduction_factor,
+                                                       rule=args.rule))  # fmt: skip
     runs = OUT / "multifidelity_runs"
     shutil.rmtree(runs / name, ignore_errors=True)
     begun = dt.datetime.now()
@@ -52,6 +61,16 @@ def run(mode: str, seed: int, args: argparse.Namespace, time_budget_s: float | N
                        workers=args.workers, multifidelity=mode == "multi")  # fmt: skip
     out = run_search(cfg)
     return out.trials, time.perf_counter() - t0, begun
+
+
+def earlier_full(seed: int, csv: str) -> Run:
+    """An earlier full-fidelity run: its trials (from its study folder), wall time and start."""
+    earlier = pd.read_csv(csv)
+    wall = float(earlier[earlier["seed"] == seed]["full_wall_s"].iloc[0])
+    results = open_results(OUT / "multifidelity_runs" / f"mf_full_s{seed}")
+    df = results.trials
+    begun = pd.to_datetime(df["datetime_start"]).min().to_pydatetime()
+    return df, wall, begun
 
 
 def hv_over_time(df: pd.DataFrame, begun: dt.datetime, profiles: list, times: list[float]) -> pd.DataFrame:
@@ -78,6 +97,10 @@ def main() -> None:
     ap.add_argument("--task", default="mnist1d-cnn")
     ap.add_argument("--space", default=None)
     ap.add_argument("--name", default="multifidelity", help="output files' stem under results/benchmarks/")
+    ap.add_argument("--rule", default="rank", choices=["rank", "hypervolume"], help="the promotion rule")
+    ap.add_argument("--reuse-full", default=None, metavar="CSV",
+                    help="take the full-fidelity runs (folders and wall times) of an earlier run of this script "
+                    "instead of running them again, e.g. to compare promotion rules")  # fmt: skip
     args = ap.parse_args()
     space = load_space(Path(args.space) if args.space else default_space_path())
     profiles = [get_profile(n) for n in space.profiles]
@@ -89,7 +112,10 @@ def main() -> None:
     shutil.rmtree(warm.folder, ignore_errors=True)
     run_search(warm)
     for seed in range(args.seeds):
-        full, wall_full, begun_full = run("full", seed, args, None)
+        if args.reuse_full:
+            full, wall_full, begun_full = earlier_full(seed, args.reuse_full)
+        else:
+            full, wall_full, begun_full = run("full", seed, args, None)
         multi, wall_multi, begun_multi = run("multi", seed, args, wall_full)
         grid = [wall_full * i / 100 for i in range(1, 101)]
         hv_full = hv_over_time(full, begun_full, profiles, grid)
@@ -105,9 +131,9 @@ def main() -> None:
             t_reach = float(reached.index[0]) if len(reached) else None
             rows.append({
                 "seed": seed, "profile": p.name, "objective": p.objective,
-                "full_trials": int(len(full)), "full_wall_s": round(wall_full, 1), "full_hv": round(target, 5),
-                "multi_trials": int(len(multi)), "multi_ok": int((multi["status"] == "ok").sum()),
-                "multi_top_rung": int((top == top.max()).sum()) if len(top) else 0,
+                "full_trials": len(full), "full_wall_s": round(wall_full, 1), "full_hv": round(target, 5),
+                "multi_trials": len(multi), "multi_ok": int((multi["status"] == "ok").sum()),
+                "multi_at_top_rung": int((top == top.max()).sum()) if len(top) else 0,
                 "multi_wall_s": round(wall_multi, 1),
                 "multi_hv_at_full_wall": round(float(m.iloc[-1]), 5),
                 "multi_s_to_full_hv": None if t_reach is None else round(t_reach, 1),

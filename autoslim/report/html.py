@@ -38,6 +38,7 @@ from autoslim.report.sections import (
 )
 from autoslim.report.settings import settings_rows
 from autoslim.safe_io import safe_write_text
+from autoslim.trial import NOT_PROMOTED
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ddd;padding:3px 8px;
@@ -145,7 +146,10 @@ def build_html(results: StudyResults) -> str:
 
 
 def _headline(df: pd.DataFrame, meta: dict) -> str:
-    counts = df["status"].map(status_word).value_counts() if len(df) else pd.Series(dtype=int)
+    words_of = df["status"].map(status_word) if len(df) else pd.Series(dtype=str)
+    if len(df) and "reason" in df:  # a multi-fidelity study's trials that ended below the top rung
+        words_of = words_of.mask(df["reason"].fillna("").astype(str).str.startswith(NOT_PROMOTED), NOT_PROMOTED)
+    counts = words_of.value_counts()
     words = ", ".join(f"{n} {'stopped (early stop)' if s == 'stopped' else s}" for s, n in counts.items())
     where = f"task {meta.get('task', '?')} · space {meta.get('space', '?')} · "
     return (f"{where}{len(df)} trials" + (f": {words}" if words else "") + ". Accuracy is measured on held-out "

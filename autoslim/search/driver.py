@@ -232,6 +232,9 @@ def run_search(config: SearchConfig, *, on_progress: Callable[[Progress], None] 
 def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | None) -> SearchOutcome:
     if config.budget is None and config.time_budget_s is None:
         raise ValueError("a search needs a trial budget, a time budget, or both")
+    if config.storage is not None and (config.multifidelity or (config.multifidelity is None and config.space.rungs)):
+        raise ValueError("multi-fidelity search with a shared --storage is not supported yet: each driver would "
+                         "promote among its own trials only; use the folder's journal (one driver)")  # fmt: skip
     started = time.monotonic()
     shared = config.storage is not None
     task = load_task(config.task)  # trains and caches the teacher before any worker starts
@@ -475,9 +478,6 @@ def _ladder(config: SearchConfig, space: SearchSpace, profiles: Sequence[Hardwar
                 "resume it with them (--multifidelity, or the space it began with), or start a new --study"
             )
         return None
-    if config.storage is not None:
-        raise ValueError("multi-fidelity search with a shared --storage is not supported yet: each driver would "
-                         "promote among its own trials only; use the folder's journal (one driver)")  # fmt: skip
     return Ladder(template, profiles)
 
 

@@ -32,13 +32,12 @@ from autoslim.plan import CompressionPlan
 from autoslim.search.rungs import Rungs
 from autoslim.search.study import INTERRUPTED
 from autoslim.techniques import get_technique
-from autoslim.trial import TrialResult
+from autoslim.trial import NOT_PROMOTED, TrialResult
 
 RUNGS_ATTR = "rungs"  # per trial: its finished rungs, oldest first
 PROMOTED_ATTR = "promoted_to"  # per trial: the rung it was promoted to (set before that rung runs)
 RESUME_ATTR = "resume_rung"  # a queued trial: the rung its interrupted predecessor was running
 CONFIG_ATTR = "rungs_config"  # per study: the ladder it began with (a resume must use the same)
-NOT_PROMOTED = "not promoted"  # the reason's start for a trial that stopped below the top rung
 
 
 class RungsChangedError(ValueError):

@@ -202,3 +202,10 @@ def test_resume_after_kill_9_in_a_rung(tmp_path: Path) -> None:
     assert len(again) == 1 and again[0].user_attrs[RUNGS_ATTR][: len(kept)] == kept
     assert again[0].user_attrs[RUNGS_ATTR][-1]["rung"] == 1
     assert finished_count(after) == 12
+
+
+def test_multifidelity_with_a_shared_storage_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, 3, storage=f"sqlite:///{tmp_path / 'shared.db'}")
+    with pytest.raises(ValueError, match="shared --storage is not supported"):
+        run_search(cfg)
+    assert not (tmp_path / "shared.db").exists()
