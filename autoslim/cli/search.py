@@ -103,7 +103,7 @@ def search(
         typer.Option(
             "--multifidelity/--no-multifidelity",
             help="Rungs of fine-tune length (ASHA): every fine-tune first runs 1/9 of its length, the top third "
-            "of each rung by non-dominated rank over every profile goes on (1/3, then all); only the last rung "
+            "of each rung by rank and hypervolume share over every profile goes on (1/3, then all); only the last rung "
             "enters the fronts. A space's `rungs:` sets the ladder.",
             show_default="as the space says (its rungs:)",
         ),

@@ -199,7 +199,8 @@ def _extras(results: StudyResults, df: pd.DataFrame) -> list[str]:
     if ladder:  # a multi-fidelity study: what each rung ran and promoted
         parts += ["<h2 id=\"ladder\">Promotion ladder</h2>",
                   "<p class=note>Every fine-tuning trial starts at rung 0 (a share of its fine-tune); the top share "
-                  "of each rung by non-dominated rank over every profile runs the next rung, restarted at its longer "
+                  "of each rung by non-dominated rank over every profile (the study's rule) runs the next rung, "
+                  "restarted at its longer "
                   "fine-tune. Only the last rung's results are on the fronts; the others are stopped "
                   "(not promoted).</p>",
                   f'<div class="wide">{text_table(ladder, LADDER_HEADERS)}</div>']  # fmt: skip

@@ -48,7 +48,7 @@ from autoslim.search.lock import StudyLock
 from autoslim.search.policy_tables import prepare_tables
 from autoslim.search.preflight import study_preflight
 from autoslim.search.run_info import run_record
-from autoslim.search.rungs import Rungs
+from autoslim.search.rungs import rungs_from_config
 from autoslim.search.space import Constraints, SearchSpace
 from autoslim.search.space_check import check_space_unchanged
 from autoslim.search.storage import Heartbeats, ask, fail_stale
@@ -92,7 +92,7 @@ class SearchConfig:
     storage: str | None = None  # an Optuna RDB URL several drivers share; None: the folder's journal, one driver
     heartbeat_s: int = 10  # with `storage`: heartbeat interval; a trial silent for 6 intervals is a dead driver's
     # Multi-fidelity (ASHA rungs of fine-tune length, autoslim.search.ladder): None: as the space says (its
-    # `rungs:`); True: on (the space's rungs, else 1/9, 1/3, 1 with eta 3); False: off.
+    # `rungs:`); True: on (the space's rungs, else 1/9, 1/3, 1 with eta 3, hypervolume rule); False: off.
     multifidelity: bool | None = None
 
     @property
@@ -470,7 +470,7 @@ def _ladder(config: SearchConfig, space: SearchSpace, profiles: Sequence[Hardwar
     """The multi-fidelity ladder this run uses (None: every trial runs its whole fine-tune)."""
     template = None if config.multifidelity is False else space.rungs
     if template is None and config.multifidelity:
-        template = Rungs()
+        template = rungs_from_config(None)  # the defaults: 1/9, 1/3, 1, eta 3, hypervolume rule
     if template is None:
         if not fresh and CONFIG_ATTR in study.user_attrs:
             raise RungsChangedError(

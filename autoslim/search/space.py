@@ -13,7 +13,7 @@ Grammar (see ``search_spaces/README.md``)::
           round_to: 8                           # a plain value is fixed
     recipes:                                    # plans tried first (the baseline always is)
       - {quantize: {weight_bits: 8, act_bits: 8}}
-    rungs: {fractions: [0.111, 0.333, 1], reduction_factor: 3, rule: rank}   # optional: multi-fidelity (ASHA)
+    rungs: {fractions: [0.111, 0.333, 1], reduction_factor: 3, rule: hypervolume}   # optional: multi-fidelity (ASHA)
 
 Every error names the file and the field, and is raised before any trial runs.
 """

@@ -341,8 +341,8 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
     try:
         for _epoch in range(epochs):
             for batch in epoch_batches():
-                if steps_done == total:  # a low rung's last, partial epoch
-                    break
+                if total < planned and steps_done == total:  # a low rung's last, partial epoch (a full run
+                    break  # runs every batch its epochs give, as before rungs existed)
                 steps_done += 1
                 out = call_model(model, batch.inputs, output=ctx.output)  # moves the batch to the model's device
                 target = teacher_out(batch, out.device)

@@ -43,7 +43,7 @@ def _study(tmp_path: Path) -> optuna.Study:
 def test_trials_climb_rungs_and_only_the_top_rung_enters_the_fronts(tmp_path: Path) -> None:
     out = run_search(_config(tmp_path, 14))
     study = _study(tmp_path)
-    assert study.user_attrs[CONFIG_ATTR] == {"fractions": [0.2, 1.0], "reduction_factor": 2, "rule": "rank"}
+    assert study.user_attrs[CONFIG_ATTR] == {"fractions": [0.2, 1.0], "reduction_factor": 2, "rule": "hypervolume"}
     climbers = [t for t in study.trials if t.user_attrs.get(RUNGS_ATTR)]
     kd = [t for t in climbers if "distill.kd" in (t.user_attrs.get("notes") or {})]
     assert kd, "the space samples structural steps, so some trials fine-tune"

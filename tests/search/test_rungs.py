@@ -176,7 +176,7 @@ def test_bad_questions_are_refused() -> None:
 
 
 def test_rungs_from_a_space_mapping() -> None:
-    assert rungs_from_config(None) == Rungs()
+    assert rungs_from_config(None) == Rungs(rule="hypervolume")  # the default rule, benchmarked
     custom = rungs_from_config({"fractions": [0.25, 1], "reduction_factor": 4, "rule": "hypervolume"})
     assert custom.fractions == (0.25, 1.0) and custom.reduction_factor == 4 and custom.rule == "hypervolume"
     with pytest.raises(ValueError, match="unknown key"):
