@@ -30,10 +30,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
-from samplers import hypervolume_2d  # benchmarks/samplers.py: the same hypervolume as the other benchmarks
 
 from autoslim.cost import get_profile
-from autoslim.report.frame import front_frame
+from autoslim.report.frame import front_hypervolumes
 from autoslim.report.results import open_results
 from autoslim.search import SearchConfig, default_space_path, load_space, run_search
 from autoslim.search.rungs import Rungs
@@ -74,18 +73,11 @@ def earlier_full(seed: int, csv: str) -> Run:
 
 
 def hv_over_time(df: pd.DataFrame, begun: dt.datetime, profiles: list, times: list[float]) -> pd.DataFrame:
-    base = df[df["is_baseline"] & (df["status"] == "ok")]
     done = (pd.to_datetime(df["datetime_complete"]) - pd.Timestamp(begun)).dt.total_seconds()
     rows = []
     for t in times:
-        sub = df[done <= t]
-        for p in profiles:
-            col = f"{p.name}.{p.objective}"
-            ref = 1.1 * float(base[col].iloc[0])
-            front = front_frame(sub, p) if len(sub) else sub
-            hv = hypervolume_2d(front["accuracy"].tolist(), (front[col] / ref).tolist(), ref_cost=1.0) if len(
-                front) else 0.0  # fmt: skip
-            rows.append({"t_s": t, "profile": p.name, "hv": hv})
+        hvs = front_hypervolumes(df, profiles, among=df[done <= t])
+        rows += [{"t_s": t, "profile": name, "hv": hv} for name, hv in hvs.items()]
     return pd.DataFrame(rows)
 
 

@@ -45,8 +45,7 @@ from autoslim.nn_utils import weight_layers
 from autoslim.policy import sensitivity as sens
 from autoslim.policy.allocate import allocate
 from autoslim.policy.show import heatmap_png
-from autoslim.report.frame import front_frame
-from autoslim.report.pareto import hypervolume_2d
+from autoslim.report.frame import front_hypervolumes
 from autoslim.search import SearchConfig, default_space_path, load_space, run_search
 from autoslim.search.space import space_from_dict
 from autoslim.tasks import load_task
@@ -73,11 +72,10 @@ def search_rows(df: pd.DataFrame, profiles: list, label: str, seed: int, wall: f
     base = ok[ok["is_baseline"]].iloc[0]
     near = ok[ok["accuracy"] >= base["accuracy"] - 0.01]
     rows = []
+    hvs = front_hypervolumes(df, profiles)
     for p in profiles:
         col = f"{p.name}.{p.objective}"
-        ref = 1.1 * float(base[col])
-        front = front_frame(df, p)
-        hv = hypervolume_2d(front["accuracy"].tolist(), (front[col] / ref).tolist(), ref_cost=1.0)
+        hv = hvs[p.name]
         best = float(near[col].min())
         policy = ok["plan_words"].str.contains("per layer").sum() if "plan_words" in ok else None
         rows.append({

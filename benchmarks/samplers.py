@@ -24,23 +24,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from autoslim.cost import get_profile
-from autoslim.report.frame import front_frame
-from autoslim.report.pareto import hypervolume_2d
+from autoslim.report.frame import front_hypervolumes
 from autoslim.search import SearchConfig, default_space_path, load_space, run_search
 
 OUT = Path("results/benchmarks")
 
 
 def hypervolumes(df: pd.DataFrame, profiles: list, upto: int) -> dict[str, float]:
-    sub = df[df["trial"] < upto]
-    out = {}
-    for p in profiles:
-        col = f"{p.name}.{p.objective}"
-        base = df[df["is_baseline"] & (df["status"] == "ok")]
-        ref = 1.1 * float(base[col].iloc[0])
-        front = front_frame(sub, p)
-        out[p.name] = hypervolume_2d(front["accuracy"].tolist(), (front[col] / ref).tolist(), ref_cost=1.0)
-    return out
+    return front_hypervolumes(df, profiles, among=df[df["trial"] < upto])
 
 
 def main() -> None:

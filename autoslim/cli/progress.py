@@ -56,6 +56,10 @@ class _Plain:
         what = f"accuracy {r.accuracy:.2%}" if r.accuracy is not None else shorten(r.reason, 100)
         best = f" · {p.best}" if p.best else ""
         end = f" · {ends_in(p.eta_s)}" if p.eta_s is not None else ""
+        if p.promoted_to is not None:
+            self._line(f"trial {p.number}: rung {p.promoted_to - 1} {what} ({r.duration_s:.1f} s), promoted to rung "
+                       f"{p.promoted_to} · {_of(p)} done{end}")  # fmt: skip
+            return
         self._line(f"trial {p.number}: {r.status}, {what} ({r.duration_s:.1f} s) · {_of(p)} done{best}{end}")
 
 
@@ -78,6 +82,8 @@ class _Bars:
         if self.search_id is None:
             self.search_id = self.bar.add_task("search", total=self.budget, best="", eta="")
         last = f"trial {p.number} {p.result.status}" if p.result is not None else ""
+        if p.promoted_to is not None:
+            last = f"trial {p.number} → rung {p.promoted_to}"
         self.bar.update(self.search_id, completed=p.done, best=" · ".join(x for x in (last, p.best) if x),
                         eta=ends_in(p.eta_s))  # fmt: skip
 

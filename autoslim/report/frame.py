@@ -16,7 +16,7 @@ import optuna
 import pandas as pd
 
 from autoslim.cost import HardwareProfile
-from autoslim.report.pareto import pareto_front
+from autoslim.report.pareto import hypervolume_2d, pareto_front
 
 COST_FIELDS = ("latency_ms", "measured_latency_ms", "measured_backend", "model_bytes", "peak_activation_bytes", "macs",
                "energy_mj", "fits", "fit_reason")  # fmt: skip
@@ -121,3 +121,23 @@ def front_frame(df: pd.DataFrame, profile: HardwareProfile) -> pd.DataFrame:
     front = ok[mask].sort_values([col, "trial"], kind="stable")
     # Equal points (same accuracy and cost) are one configuration: keep the first trial.
     return front.drop_duplicates(subset=["accuracy", col])
+
+
+def front_hypervolumes(
+    df: pd.DataFrame, profiles: Sequence[HardwareProfile], *, among: pd.DataFrame | None = None
+) -> dict[str, float]:
+    """Each profile's front hypervolume, costs as a share of 1.1x the baseline's (the box ``autoslim compare`` and
+    the benchmarks use, so figures read alike on every profile). ``among`` (rows of ``df``, e.g. the trials finished
+    by some time) limits the front to those trials; the baseline in ``df`` still sets the box."""
+    base = baseline_row(df)
+    rows = df if among is None else among
+    out = {}
+    for p in profiles:
+        col = f"{p.name}.{p.objective}"
+        front = front_frame(rows, p) if len(rows) else rows
+        if base is None or not len(front):
+            out[p.name] = 0.0
+            continue
+        ref = 1.1 * float(base[col])
+        out[p.name] = hypervolume_2d(front["accuracy"].tolist(), (front[col] / ref).tolist(), ref_cost=1.0)
+    return out

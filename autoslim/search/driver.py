@@ -108,6 +108,9 @@ class Progress:
     best: str = ""
     number: int | None = None  # the finished trial's Optuna number (from 0), as in trials.csv and the fronts
     eta_s: float | None = None  # seconds from now until the search is expected to end (None: not known yet)
+    # A multi-fidelity trial that finished a rung and goes on to this one (not a finished trial: ``done`` is
+    # unchanged, ``result`` is the rung's)
+    promoted_to: int | None = None
 
 
 @dataclass
@@ -323,6 +326,12 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
     specs: dict[int, TrialSpec] = {}  # trial number -> its spec (a promotion reruns it at the next rung)
     since: dict[int, float] = {}  # trial number -> when it was submitted (for the end estimate)
     starting: optuna.Trial | None = None  # asked but not yet in `running` (an inline trial runs inside submit)
+
+    def _eta_now() -> float | None:
+        now = time.monotonic()
+        rungs = [Running(r, now - since[t.number]) for t, _, r in running.values()]
+        return _eta_s(clock, now - started, rungs, config.budget, done)
+
     ran, interrupted, out_of_time = 0, False, False
     deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
@@ -390,6 +399,9 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                             starting = trial  # an interrupt inside submit (inline) marks it interrupted
                             running[executor.submit(spec)] = (trial, plan, rung + 1)
                             starting = None
+                            if on_progress:
+                                on_progress(Progress(done, config.budget, result, headline.text(), trial.number,
+                                                     _eta_now(), promoted_to=rung + 1))  # fmt: skip
                             continue
                         result = ladder.not_promoted(result, rung, "promoted, but the next rung would not end "
                                                      "within the time budget")  # fmt: skip
@@ -409,11 +421,7 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                 heartbeats.discard(trial._trial_id)
                 done, ran = (finished_count(study) if shared else done + 1), ran + 1
                 if on_progress:
-                    now = time.monotonic()
-                    eta = _eta_s(clock, now - started,
-                                 [Running(r, now - since[t.number]) for t, _, r in running.values()],
-                                 config.budget, done)  # fmt: skip
-                    on_progress(Progress(done, config.budget, result, headline.text(), trial.number, eta))
+                    on_progress(Progress(done, config.budget, result, headline.text(), trial.number, _eta_now()))
             if broken:  # the pool is unusable: its other trials died with it
                 for trial, plan, _ in running.values():
                     _record(study, trial, plan, TrialResult("failed", reason="worker pool broke"), profiles)

@@ -11,6 +11,7 @@ import pytest
 
 from autoslim.cost import builtin_profiles
 from autoslim.report import front_frame, pareto_front, trials_frame
+from autoslim.report.frame import front_hypervolumes
 
 X86 = builtin_profiles()["x86-avx512-vnni"]
 MCU = builtin_profiles()["mcu-cortex-m7"]
@@ -124,3 +125,17 @@ def test_front_of_random_points_is_exactly_the_non_dominated_set() -> None:
         assert on is (not beaten)
     front = sorted((cost[i], acc[i]) for i in range(60) if mask[i])
     assert all(a1 <= a2 for (_, a1), (_, a2) in itertools.pairwise(front))
+
+
+def test_front_hypervolumes_use_the_baseline_box_and_the_trials_asked_for() -> None:
+    df = _frame([(0, "ok", 0.95, 30.0), (1, "ok", 0.90, 10.0), (2, "ok", 0.85, 20.0)])
+    df["is_baseline"] = df["trial"] == 0
+    # x86: the box is 1.1 x 30 ms; front 0.90 @ 10/33 and 0.95 @ 30/33
+    box = 33.0
+    want = 0.90 * (1 - 10 / box) + (0.95 - 0.90) * (1 - 30 / box)
+    hv = front_hypervolumes(df, [X86, MCU])
+    assert hv[X86.name] == pytest.approx(want)
+    # only trials 0 and 2: 0.85 @ 20/33 under 0.95 @ 30/33, in the same box
+    sub = front_hypervolumes(df, [X86], among=df[df["trial"] != 1])
+    assert sub[X86.name] == pytest.approx(0.85 * (1 - 20 / box) + 0.10 * (1 - 30 / box))
+    assert front_hypervolumes(df, [X86], among=df.iloc[:0]) == {X86.name: 0.0}

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from autoslim.cost import get_profile
-from autoslim.search import SearchConfig, load_space, run_search
+from autoslim.search import Progress, SearchConfig, load_space, run_search
 from autoslim.search.ladder import CONFIG_ATTR, NOT_PROMOTED, RUNGS_ATTR, RungsChangedError
 from autoslim.search.study import INTERRUPTED, finished_count
 from autoslim.trial import run_trial as real_run_trial
@@ -41,7 +41,8 @@ def _study(tmp_path: Path) -> optuna.Study:
 
 
 def test_trials_climb_rungs_and_only_the_top_rung_enters_the_fronts(tmp_path: Path) -> None:
-    out = run_search(_config(tmp_path, 14))
+    events: list[Progress] = []
+    out = run_search(_config(tmp_path, 14), on_progress=events.append)
     study = _study(tmp_path)
     assert study.user_attrs[CONFIG_ATTR] == {"fractions": [0.2, 1.0], "reduction_factor": 2, "rule": "hypervolume"}
     climbers = [t for t in study.trials if t.user_attrs.get(RUNGS_ATTR)]
@@ -73,6 +74,12 @@ def test_trials_climb_rungs_and_only_the_top_rung_enters_the_fronts(tmp_path: Pa
     assert "rung" in out.trials.columns
     html = (tmp_path / "results" / "s" / "report.html").read_text()
     assert "Promotion ladder" in html
+    # progress: one event per promotion (the bar does not advance) and one per finished trial
+    ups = [e for e in events if e.promoted_to is not None]
+    assert sorted(e.number for e in ups) == sorted(t.number for t in promoted)
+    assert all(e.promoted_to == 1 and e.result is not None and e.result.accuracy is not None for e in ups)
+    ends = [e for e in events if e.result is not None and e.promoted_to is None]
+    assert [e.done for e in ends] == list(range(1, 15))
 
 
 def test_a_low_rung_runs_a_share_of_the_fine_tune(tmp_path: Path) -> None:
