@@ -384,8 +384,8 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                     result, broken = TrialResult("failed", reason=f"worker process died: {exc!r}"), True
                 if ladder is not None:
                     goes_on = ladder.finish(trial, rung, result, held)
-                    if result.status != "failed":
-                        clock.add(rung, max(held, result.duration_s))
+                    if result.status != "failed" and not ladder.runs_once(trial.number):
+                        clock.add(rung, max(held, result.duration_s))  # a top-rung median of real fine-tunes
                     if goes_on and not broken:
                         ends = time.monotonic() - started
                         if clock.can_promote(rung, ends) and (deadline is None or time.monotonic() < deadline):

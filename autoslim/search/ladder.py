@@ -54,6 +54,9 @@ class Ladder:
         self.rungs = Rungs(template.fractions, reduction_factor=template.reduction_factor, rule=template.rule)
         self.profiles = list(profiles)
         self._entries: dict[int, list[dict[str, Any]]] = {}  # trial -> its finished rungs
+        # Trials that run once at the top rung with nothing to shorten (baseline, recipes, plans without a
+        # fine-tune): their seconds are not a top-rung fine-tune's, so the time budget's rung medians leave them out.
+        self._single: set[int] = set()
 
     @property
     def top(self) -> int:
@@ -117,7 +120,8 @@ class Ladder:
     def durations(self) -> list[tuple[int, float]]:
         """(rung, seconds) of every recorded rung run, for the time budget's plan on a resume."""
         return [(int(e["rung"]), float(e["duration_s"])) for entries in self._entries.values() for e in entries
-                if isinstance(e.get("duration_s"), (int, float)) and e.get("status") != "failed"]  # fmt: skip
+                if isinstance(e.get("duration_s"), (int, float)) and e.get("status") != "failed"
+                and not e.get("once")]  # fmt: skip
 
     def first_rung(self, trial: optuna.Trial, plan: CompressionPlan) -> int:
         """The rung ``trial`` starts at: the one it was interrupted in, the top for trials with nothing to
@@ -134,8 +138,13 @@ class Ladder:
                 self.rungs.promoted[rung - 1].add(trial.number)
             return min(max(rung, 0), self.top)
         if a.get("baseline") or a.get("recipe") or a.get("warm_start") or not has_fine_tune(plan):
+            self._single.add(trial.number)
             return self.top
         return 0
+
+    def runs_once(self, number: int) -> bool:
+        """Whether trial ``number`` runs once at the top rung because it has nothing to shorten."""
+        return number in self._single
 
     # --- a finished rung ----------------------------------------------------------------------------------------
 
@@ -145,6 +154,8 @@ class Ladder:
         entry = {"rung": rung, "fidelity": round(self.fidelity(rung), 6), "status": result.status,
                  "accuracy": result.accuracy if result.status == "ok" else None, "costs": costs,
                  "duration_s": round(float(seconds), 3)}  # fmt: skip
+        if trial.number in self._single:
+            entry["once"] = True  # ran once, nothing to shorten (see durations)
         self._put(trial.number, entry)
         trial.set_user_attr(RUNGS_ATTR, self._entries[trial.number])
         if result.status != "ok" or rung >= self.top:

@@ -80,6 +80,10 @@ def test_trials_climb_rungs_and_only_the_top_rung_enters_the_fronts(tmp_path: Pa
     assert all(e.promoted_to == 1 and e.result is not None and e.result.accuracy is not None for e in ups)
     ends = [e for e in events if e.result is not None and e.promoted_to is None]
     assert [e.done for e in ends] == list(range(1, 15))
+    # the baseline and recipes run once at the top: their seconds are kept apart from the top rung's fine-tunes
+    base = next(t for t in study.trials if t.user_attrs.get("baseline"))
+    assert base.user_attrs[RUNGS_ATTR] == [dict(base.user_attrs[RUNGS_ATTR][0], once=True)]
+    assert all("once" not in e for t in kd if not t.user_attrs.get("recipe") for e in t.user_attrs[RUNGS_ATTR])
 
 
 def test_a_low_rung_runs_a_share_of_the_fine_tune(tmp_path: Path) -> None:
