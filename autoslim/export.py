@@ -37,6 +37,9 @@ Formats (the numeric steps' weight rounding is kept in the weights of every form
   checked inside ``--out`` before the rebuild, when the layers' bits are not known yet, and a deployment finds its
   artifact by format. ``manifest.json``'s ``weight_precision`` says what each layer holds (``summary``:
   "int4 on 10 layers, int8 on 2 layers"; ``layers``: name, simulated bits, storage, exact).
+  A plan whose ``quantize`` step scales activations per token at run time (``calibration="dynamic"``) is written
+  by :mod:`autoslim.runtime.onnx_dynamic`: int8 weight levels and ``MatMulInteger`` with per-token scales, the
+  numerics it simulated (onnxruntime's ``quantize_dynamic`` scales whole tensors, which is not).
 * ``torchscript``: ``torch.jit.trace`` of the model (float activations).
 * ``state-dict``: ``{"state_dict", "plan", "seed", "task"}`` saved with ``torch.save``; loads with
   ``weights_only=True``. :func:`load_state_dict_artifact` rebuilds the architecture (the plan without its
@@ -72,6 +75,7 @@ from autoslim.nn_utils import weight_layers
 from autoslim.plan import CompressionPlan
 from autoslim.report.pick import Query, pick
 from autoslim.report.results import StudyResults, open_results
+from autoslim.runtime.onnx_dynamic import export_dynamic, is_dynamic
 from autoslim.runtime.onnx_int8 import export_onnx, quantize_onnx, session, session_score, strip_autoslim
 from autoslim.runtime.onnx_mixed import export_mixed, is_mixed, simulated_bits
 from autoslim.safe_io import check_folder, check_inside, replacing, safe_write_text
@@ -298,6 +302,8 @@ def _write_file(fmt: str, model: nn.Module, stripped: nn.Module, task: Task, pat
     """Write the artifact file only; the weights' precision for onnx-int8, else None."""
     if fmt == "onnx":
         export_onnx(stripped, task.example_inputs, path)
+    elif fmt == "onnx-int8" and is_dynamic(model):
+        return export_dynamic(model, task.example_inputs, path).to_dict()
     elif fmt == "onnx-int8" and is_mixed(model):
         return export_mixed(model, task.example_inputs, task.calibration_inputs(), path).to_dict()
     elif fmt == "onnx-int8":

@@ -29,6 +29,7 @@ ATTRIBUTE = "autoslim_annotation"
 class LayerAnnotation:
     weight_bits: int = 32  # bits per stored weight (16: fp16); 32 unless quantized
     act_bits: int | None = None  # bits of the layer's input activations; None: float
+    act_dynamic: bool = False  # activation scales found per token at run time (one more pass over the input)
     per_channel: bool = True  # one quantization scale per output channel (else one per tensor)
     codebook_bits: int | None = None  # weight sharing: weights stored as indices into 2**codebook_bits centroids
     huffman_bits: float | None = None  # ... with Huffman-coded indices: mean code bits per nonzero weight

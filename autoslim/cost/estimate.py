@@ -122,6 +122,8 @@ def layer_cost(layer: LayerStats, profile: HardwareProfile, *, weights_cached: b
         weight_storage_bits(layer, profile) / 8 if sparse_compute else layer.weight_numel * layer.weight_bits / 8
     )
     act_bytes = (layer.in_elems + layer.out_elems) * b * act_width
+    if layer.act_dynamic:  # per-token scales: the float input is read once for its row maxima before it is quantized
+        act_bytes += layer.in_elems * b * _DTYPE_BYTES["fp32"]
     cache_bw = profile.cache_bandwidth_bytes_per_s or profile.memory_bandwidth_bytes_per_s
     act_bw = (
         cache_bw if profile.cache_bytes and act_bytes <= profile.cache_bytes else profile.memory_bandwidth_bytes_per_s

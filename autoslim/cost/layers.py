@@ -37,6 +37,7 @@ class LayerStats:
     # Most nonzeros in any group of M consecutive input weights, per M (4, 8): an N:M pattern holds when <= N.
     group_nonzero: tuple[tuple[int, int], ...] = ()
     per_channel: bool = True  # quantized with one scale per output channel (else one per tensor)
+    act_dynamic: bool = False  # 8-bit input scaled per token at run time: its float input is read once more
 
     def follows_pattern(self, pattern: str | None) -> bool:
         if pattern is None:
@@ -105,6 +106,7 @@ def layer_stats(model: nn.Module, example_inputs: Any) -> list[LayerStats]:
                 bias_numel=m.bias.numel() if m.bias is not None else 0, spatial=spatial,
                 group_nonzero=_group_nonzero(w), codebook_bits=note.codebook_bits,
                 per_channel=bool(note.per_channel), huffman_bits=note.huffman_bits,
+                act_dynamic=bool(note.act_dynamic and note.act_bits is not None),
             )
         )  # fmt: skip
     return stats

@@ -98,11 +98,15 @@ def _measure_torch(model: nn.Module, inputs: Any, threads: int) -> float:
 
 
 def _measure_ort(model: nn.Module, inputs: Any, threads: int, int8: bool, calibration: Any) -> float:
+    from autoslim.runtime.onnx_dynamic import export_dynamic, is_dynamic
     from autoslim.runtime.onnx_int8 import _feeds, export_onnx, quantize_onnx, session, strip_autoslim
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(strip_autoslim(model), inputs, Path(tmp) / "model.onnx")
-        if int8:
+        if int8 and is_dynamic(model):  # per-token scales at run time: the graph export writes, not a static QDQ one
+            path = export_dynamic(model, inputs, Path(tmp) / "model.int8.onnx").path
+        else:
+            path = export_onnx(strip_autoslim(model), inputs, Path(tmp) / "model.onnx")
+        if int8 and not is_dynamic(model):
             path = quantize_onnx(path, Path(tmp) / "model.int8.onnx", calibration)
         sess = session(path, threads=threads)
         feed = next(_feeds(inputs, batch_size_of(inputs)))

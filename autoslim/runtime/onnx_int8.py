@@ -108,6 +108,17 @@ def _input_names(inputs: Any) -> list[str]:
     return [f"input_{i}" for i in range(len(_as_arrays(inputs)))]
 
 
+def _dynamic_axes(inputs: Any) -> dict[str, dict[int, str]]:
+    """The batch dimension of every input, and the sequence dimension of integer inputs (token ids, attention
+    masks): a DataLoader of text pads each batch to its own longest sentence."""
+    axes: dict[str, dict[int, str]] = {}
+    for name, x in zip(_input_names(inputs), _as_arrays(inputs), strict=True):
+        axes[name] = {0: "batch"}
+        if isinstance(x, torch.Tensor) and x.dim() >= 2 and not x.is_floating_point():
+            axes[name][1] = "sequence"
+    return axes
+
+
 def export_onnx(model: nn.Module, example_inputs: Any, path: str | Path, *, opset: int = OPSET) -> Path:
     """Export ``model`` (float, eval mode) with a dynamic batch dimension; returns ``path``."""
     path = Path(path)
@@ -123,7 +134,7 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | Path, *, opse
             dynamo=False,
             input_names=names,
             output_names=["logits"],
-            dynamic_axes={n: {0: "batch"} for n in [*names, "logits"]},
+            dynamic_axes={**_dynamic_axes(example_inputs), "logits": {0: "batch"}},
             opset_version=opset,
         )
     return path

@@ -9,7 +9,8 @@ fine-tune inside :func:`fake_quantized`, which for the duration of the block
   ``forward`` rather than registering a ``torch.nn.utils.parametrize`` parametrization keeps ``m.weight`` the real
   Parameter, so in-place updates between optimizer steps (pruning masks, weight sharing) keep working;
 * fake-quantizes each layer's input with :class:`~autoslim.techniques.quantize.ActFakeQuant` (a clipped
-  straight-through estimator) on ranges calibrated on ``ctx.calibration_inputs`` when the fine-tune starts;
+  straight-through estimator) on ranges calibrated on ``ctx.calibration_inputs`` when the fine-tune starts (per
+  token at run time for ``calibration="dynamic"``);
 
 and removes all of it afterwards, leaving float weights that the ``quantize`` step then rounds as in PTQ.
 """
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autoslim.nn_utils import WeightLayer
-from autoslim.techniques.quantize import ActFakeQuant, QuantizeConfig, calibrate_ranges, layer_bits, quantize_weight
+from autoslim.techniques.quantize import ActFakeQuant, QuantizeConfig, act_quantizers, layer_bits, quantize_weight
 from autoslim.techniques.registry import ApplyContext
 
 
@@ -52,12 +53,8 @@ def fake_quantized(model: nn.Module, config: QuantizeConfig, ctx: ApplyContext) 
         m.forward = _FakeQuantForward(m, b, config)  # type: ignore[method-assign,assignment]
     handles = []
     try:
-        if config.act_bits is not None:
-            data = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
-            ranges = calibrate_ranges(
-                model, [m for m, _ in bits], data, method=config.calibration, bits=config.act_bits
-            )
-            handles = [m.register_forward_pre_hook(ActFakeQuant(*ranges[m], config.act_bits)) for m in ranges]
+        hooks = act_quantizers(model, [m for m, _ in bits], config, ctx)
+        handles = [m.register_forward_pre_hook(hook) for m, hook in hooks.items()]
         ctx.notes["quantize.qat"] = {"layers": len(bits), "act_quantized": len(handles)}
         yield model
     finally:

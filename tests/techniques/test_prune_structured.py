@@ -197,3 +197,48 @@ def test_reconstruct_keeps_the_pruned_mlp_closer_to_the_teacher_than_bias_compen
     assert "reconstructed" in get_technique("prune.structured").describe(
         get_technique("prune.structured").make_config({"reconstruct": True})
     )
+
+
+# --- activation-aware importance -------------------------------------------------------------------------------
+
+
+def _quiet_loud_mlp() -> nn.Module:
+    """12 -> 32 -> 4: hidden units 0-15 have large outgoing weights but near-silent inputs (contribution ~0.01 of
+    the others'), the trap that weight magnitude falls into."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    with torch.no_grad():
+        model[0].weight[:16] *= 0.01
+        model[0].bias[:16] *= 0.01
+        model[2].weight[:, :16] *= 10.0
+    return model
+
+
+def test_activation_importance_removes_silent_channels_that_magnitude_keeps() -> None:
+    x = inputs_for("mlp", 512, seed=5)
+    with torch.no_grad():
+        ref = _quiet_loud_mlp()(x)
+        errors = {}
+        for importance in ("l2", "activation"):
+            pruned = apply("prune.structured", _quiet_loud_mlp(), make_ctx("mlp"), ratio=0.5, importance=importance)
+            assert pruned[0].out_features == 16
+            errors[importance] = float((pruned(x) - ref).pow(2).mean())
+    assert errors["activation"] < errors["l2"] / 10
+
+
+def test_activation_importance_falls_back_to_magnitude_where_no_consumer_has_statistics() -> None:
+    import torch_pruning as tp
+
+    from autoslim.techniques.prune_structured import ActivationImportance
+
+    model = _quiet_loud_mlp()
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=inputs_for("mlp", 2))
+    group = graph.get_pruning_group(model[0], tp.prune_linear_out_channels, idxs=list(range(32)))
+    bare = ActivationImportance()  # no second moments: ranked by L2 magnitude, as l2 would
+    assert torch.allclose(bare(group), tp.importance.GroupMagnitudeImportance(p=2)(group))
+    bare.second_moments = {model[2]: torch.ones(32)}  # with statistics the silent units rank last
+    scores = bare(group)
+    assert scores[:16].max() > scores[16:].min()  # equal inputs: their loud outgoing weights win...
+    bare.second_moments = {model[2]: torch.cat([torch.full((16,), 1e-4), torch.ones(16)])}
+    scores = bare(group)
+    assert scores[:16].max() < scores[16:].min()  # ...silent inputs lose
