@@ -148,3 +148,18 @@ def execution_order(model: nn.Module, example_inputs: Any) -> list[nn.Module]:
     hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append(mod)) for _, m in weight_layers(model)]
     eval_forward(model, example_inputs, hooks=hooks)  # eval mode: tracing must not move batch-norm statistics
     return order
+
+
+# Parents that read their children's ``.weight`` instead of (or besides) calling them: attention's out_proj, the
+# fused fast path of PyTorch's transformer layers. A child swapped for another module there breaks the forward.
+READS_CHILD_WEIGHTS = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+
+
+def weights_read_by_parent(model: nn.Module) -> set[str]:
+    """Names of the children of :data:`READS_CHILD_WEIGHTS` modules: layers that cannot be replaced."""
+    return {
+        f"{pname}.{cname}" if pname else cname
+        for pname, parent in model.named_modules()
+        if isinstance(parent, READS_CHILD_WEIGHTS)
+        for cname, _ in parent.named_children()
+    }

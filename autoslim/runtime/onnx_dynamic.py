@@ -17,8 +17,9 @@ computes: ``s = max|x| / 127`` per row, ``q = int8(clip(round(x / s)))``, ``MatM
 kernels, which do not saturate on AVX2 hosts the way u8s8 ``vpmaddubsw`` can.
 
 Weights are stored as their simulated integer levels: a layer rounded to 2-8 bits on a symmetric per-channel grid
-is written exactly (the levels of a 4-bit layer in an int8 container); a layer on another grid (``symmetric=False``)
-is rounded once more to int8 symmetric, and said so in the returned precision (``exact: false``).
+(or per tensor, ``per_channel=False``) is written exactly (the levels of a 4-bit layer in an int8 container); a
+layer on another grid (``symmetric=False``) is rounded once more to int8 symmetric, and said so in the returned
+precision (``exact: false``).
 """
 
 from __future__ import annotations
@@ -56,11 +57,12 @@ class DynamicInt8Linear(nn.Module):
     ``bits`` is the grid the weights were simulated on (2-8): their levels ``w / scale`` are integers in
     ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]``, stored as int8."""
 
-    def __init__(self, linear: nn.Linear, bits: int) -> None:
+    def __init__(self, linear: nn.Linear, bits: int, *, per_channel: bool = True) -> None:
         super().__init__()
         w = linear.weight.detach().float()
         qmax = 2 ** (min(bits, 8) - 1) - 1
-        scale = w.abs().amax(dim=1).clamp_min(1e-12) / qmax
+        amax = w.abs().amax(dim=1) if per_channel else w.abs().amax().expand(w.shape[0])
+        scale = amax.clamp_min(1e-12) / qmax
         levels = (w / scale[:, None]).round().clamp(-qmax, qmax)
         self.exact = bool(torch.allclose(levels * scale[:, None], w, rtol=1e-5, atol=1e-8))
         self.register_buffer("weight_int8", levels.to(torch.int8).t().contiguous())  # (in, out)
@@ -117,7 +119,7 @@ def dynamic_model(model: nn.Module) -> tuple[nn.Module, list[dict[str, Any]]]:
         if note is None or not note.act_dynamic or not isinstance(m, nn.Linear):
             continue
         bits = int(note.weight_bits)
-        swap: nn.Module = DynamicInt8Linear(m, bits) if bits <= 8 else _FakeQuantLinear(m)
+        swap: nn.Module = DynamicInt8Linear(m, bits, per_channel=note.per_channel) if bits <= 8 else _FakeQuantLinear(m)
         exact = getattr(swap, "exact", True)
         layers.append({"name": name, "bits": bits, "storage": "int8" if bits <= 8 else "float32", "exact": exact})
         parent, _, attr = name.rpartition(".")

@@ -109,12 +109,13 @@ def _input_names(inputs: Any) -> list[str]:
 
 
 def _dynamic_axes(inputs: Any) -> dict[str, dict[int, str]]:
-    """The batch dimension of every input, and the sequence dimension of integer inputs (token ids, attention
-    masks): a DataLoader of text pads each batch to its own longest sentence."""
+    """The batch dimension of every input, and the sequence dimension of 2-D integer inputs (token ids, attention
+    masks): a DataLoader of text pads each batch to its own longest sentence. Images and other inputs keep their
+    shapes, so a wrongly shaped input still fails with a clear error."""
     axes: dict[str, dict[int, str]] = {}
     for name, x in zip(_input_names(inputs), _as_arrays(inputs), strict=True):
         axes[name] = {0: "batch"}
-        if isinstance(x, torch.Tensor) and x.dim() >= 2 and not x.is_floating_point():
+        if isinstance(x, torch.Tensor) and x.dim() == 2 and not x.is_floating_point():
             axes[name][1] = "sequence"
     return axes
 

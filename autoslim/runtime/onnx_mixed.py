@@ -57,7 +57,7 @@ from torch import nn
 from autoslim.cost.annotation import annotation_of
 from autoslim.nn_utils import execution_order, weight_layers
 from autoslim.runtime.onnx_int8 import export_onnx, quantize_onnx, session, strip_autoslim
-from autoslim.techniques.quantize import ActFakeQuant
+from autoslim.techniques.quantize import ActFakeQuant, DynamicActFakeQuant
 
 OPSET = 21  # INT4 Q/DQ
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
@@ -224,7 +224,9 @@ def _onnx_scales(w: _Weight, sim_scale: np.ndarray, fold: np.ndarray, bits: int)
 
 
 def _act_qparams(module: nn.Module) -> ActFakeQuant | None:
-    return next((h for h in module._forward_pre_hooks.values() if isinstance(h, ActFakeQuant)), None)
+    # per-token dynamic scales have no static range to write: onnx_dynamic exports those models
+    hooks = module._forward_pre_hooks.values()
+    return next((h for h in hooks if isinstance(h, ActFakeQuant) and not isinstance(h, DynamicActFakeQuant)), None)
 
 
 def _activation_kind(model: nn.Module, activation_type: str) -> str:

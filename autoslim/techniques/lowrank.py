@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoslim.nn_utils import execution_order, weight_layers
+from autoslim.nn_utils import execution_order, weight_layers, weights_read_by_parent
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
 
 
@@ -101,20 +101,6 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
 
 
-# Parents that read their children's ``.weight`` instead of calling them (attention's out_proj, the fused
-# fast path of PyTorch's transformer layers): a factorized child there would break the forward pass.
-_READS_CHILD_WEIGHTS = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
-
-
-def _uses_weight_directly(model: nn.Module) -> set[str]:
-    return {
-        f"{pname}.{cname}" if pname else cname
-        for pname, parent in model.named_modules()
-        if isinstance(parent, _READS_CHILD_WEIGHTS)
-        for cname, _ in parent.named_children()
-    }
-
-
 def _still_runs(model: nn.Module, example_inputs: Any) -> bool:
     """Other custom modules may read a child's weight too; a forward pass is the only general check."""
     try:
@@ -133,7 +119,7 @@ def apply(model: nn.Module, config: LowRankConfig, ctx: ApplyContext) -> nn.Modu
     layers = weight_layers(model)
     if not layers:
         raise InfeasibleError("factorize.lowrank: the model has no Conv or Linear weights")
-    skip = _uses_weight_directly(model)
+    skip = weights_read_by_parent(model)  # a factorized child there would break the forward pass
     last = execution_order(model, ctx.example_inputs)[-1] if config.skip_last else None
     ranks: dict[str, Any] = {}
     before = after = 0

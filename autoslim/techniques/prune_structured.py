@@ -94,6 +94,8 @@ class StructuredPruneConfig:
             raise ValueError(f"importance must be one of {', '.join(IMPORTANCES)}, got {self.importance!r}")
         if self.round_to is not None and self.round_to < 1:
             raise ValueError(f"round_to must be >= 1, got {self.round_to}")
+        if self.importance == "activation" and self.global_pruning:
+            raise ValueError("importance 'activation' ranks channels within each layer: set global_pruning false")
         if self.head_ratio is not None and not 0.0 <= self.head_ratio < 1.0:
             raise ValueError(f"head_ratio must be in [0, 1), got {self.head_ratio}")
         if not self.timeout_s > 0:
@@ -105,8 +107,10 @@ class ActivationImportance(tp.importance.GroupMagnitudeImportance):
     input channel ``j`` of a consuming layer scores ``‖W[:, j]‖² · E[x_j²]``, the expected squared change of that
     layer's output when the channel goes, summed over every consumer in the group. Magnitude alone ranks a channel
     with large weights but near-silent inputs as important; on a pretrained encoder's FFN that choice decides
-    whether a 10% prune costs a point of cosine or a fraction of one. A group none of whose consumers has input
-    statistics (its channels feed only the output path) falls back to L2 magnitude.
+    whether a 10% prune costs a point of cosine or a fraction of one. A group with a consumer that has no input
+    statistics (a grouped conv, a layer read inside ``nn.MultiheadAttention``) is ranked by L2 magnitude instead,
+    so no channel is judged on part of what reads it. Scores are per layer (``global_pruning`` is refused with it:
+    output scales differ from layer to layer).
 
     ``second_moments`` maps a layer to its inputs' per-channel mean square (filled before ``pruner.step``).
     """
@@ -119,14 +123,17 @@ class ActivationImportance(tp.importance.GroupMagnitudeImportance):
     def __call__(self, group: Any) -> torch.Tensor | None:
         scores: list[torch.Tensor] = []
         roots: list[list[int]] = []
+        in_fns = (tp.function.prune_linear_in_channels, tp.function.prune_conv_in_channels)
         for i, (dep, idxs) in enumerate(group):
             layer, fn = dep.layer, dep.pruning_fn
-            moment = self.second_moments.get(layer)
-            if moment is None or fn not in (tp.function.prune_linear_in_channels, tp.function.prune_conv_in_channels):
+            if isinstance(layer, nn.MultiheadAttention):
+                return super().__call__(group)  # its projections read the channels without a forward of their own
+            if fn not in in_fns:
                 continue
+            moment = self.second_moments.get(layer)
             weight = layer.weight
-            if getattr(layer, "groups", 1) != 1 or weight.shape[1] != moment.numel():
-                continue  # grouped convs read one channel per group: magnitude ranks those
+            if moment is None or getattr(layer, "groups", 1) != 1 or weight.shape[1] != moment.numel():
+                return super().__call__(group)  # a consumer without statistics: rank the whole group by magnitude
             cols = weight.detach().transpose(0, 1).flatten(1).pow(2).sum(1)  # ‖W[:, j]‖² over outputs and taps
             scores.append((cols * moment.to(cols))[idxs])
             roots.append(group[i].root_idxs)
@@ -135,9 +142,16 @@ class ActivationImportance(tp.importance.GroupMagnitudeImportance):
         return self._normalize(self._reduce(scores, roots), self.normalizer)
 
 
-def _second_moments(model: nn.Module, ctx: ApplyContext) -> dict[nn.Module, torch.Tensor]:
-    """Each dense Linear / ungrouped Conv layer's per-input-channel mean square on the first ``RECONSTRUCT_SAMPLES``
-    calibration samples (real tokens only under an attention mask; a conv's over batch and space)."""
+def _second_moments(
+    model: nn.Module, ctx: ApplyContext, layers: set[nn.Module], grams: dict[nn.Module, torch.Tensor]
+) -> dict[nn.Module, torch.Tensor]:
+    """The per-input-channel mean square of each of ``layers`` (those the pruner narrows on their input side) on
+    the first ``RECONSTRUCT_SAMPLES`` calibration samples (real tokens only under an attention mask; a conv's over
+    batch and space). Layers in
+    ``grams`` (reconstruction's input Gram matrices, the same samples) read theirs off its diagonal; a forward
+    pass runs only for the others: on a 2-core machine one over MiniLM's calibration sentences takes 10-30 s of
+    the prune's ``timeout_s``."""
+    moments = {m: (g.diagonal()[:-1] / g[-1, -1].clamp(min=1)).float() for m, g in grams.items()}
     data = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
     data = take(data, slice(0, min(RECONSTRUCT_SAMPLES, batch_size_of(data))))
     real = _real_tokens(data)
@@ -149,9 +163,10 @@ def _second_moments(model: nn.Module, ctx: ApplyContext) -> dict[nn.Module, torc
         sums[layer] = sums.get(layer, 0) + flat.double().pow(2).sum(0)
         counts[layer] = counts.get(layer, 0) + flat.shape[0]
 
-    layers = [m for m in model.modules() if _compensable(m)]
-    eval_forward(model, data, hooks=[m.register_forward_pre_hook(hook) for m in layers])
-    return {m: (sums[m] / counts[m]).float() for m in sums}
+    todo = [m for m in layers if _compensable(m) and m not in moments]
+    if todo:
+        eval_forward(model, data, hooks=[m.register_forward_pre_hook(hook) for m in todo])
+    return moments | {m: (sums[m] / counts[m]).float() for m in sums}
 
 
 def _real_tokens(data: Any) -> torch.Tensor | None:
@@ -248,8 +263,11 @@ def _head_ratio(config: StructuredPruneConfig) -> float:
 def _prune(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, keep: list[str]) -> _Outcome:
     """Trace, rank and prune ``model`` in place, the layers named in ``keep`` at full width."""
     pruner = _make_pruner(model, config, ctx, keep)
+    # Gram matrices before anything is pruned: the activation ranking reads its moments off them too
+    narrowed = _narrowed(pruner)
+    grams = _input_grams(model, ctx, {m for m in narrowed if isinstance(m, nn.Linear)}) if config.reconstruct else {}
     if isinstance(pruner.importance, ActivationImportance):
-        pruner.importance.second_moments = _second_moments(model, ctx)
+        pruner.importance.second_moments = _second_moments(model, ctx, narrowed, grams)
     if config.importance == "taylor":
         inputs, labels = _taylor_batch(model, ctx)
         was_training = model.training
@@ -258,7 +276,6 @@ def _prune(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, k
         F.cross_entropy(call_model(model, inputs), labels).backward()
         model.train(was_training)
     if config.bias_compensation or config.reconstruct:
-        grams = _input_grams(model, ctx, _narrowed_linears(pruner)) if config.reconstruct else {}
         means = _input_means(model, ctx)
         for group in pruner.step(interactive=True):
             for dep, idxs in group:
@@ -312,15 +329,15 @@ def _input_means(model: nn.Module, ctx: ApplyContext) -> dict[nn.Module, torch.T
     return {m: (sums[m] / counts[m]).float() for m in sums}
 
 
-def _narrowed_linears(pruner: tp.pruner.BasePruner) -> set[nn.Module]:
-    """The Linear layers some group of the pruner's graph takes input channels from (before anything is pruned):
-    only these need their inputs' second moments."""
+def _narrowed(pruner: tp.pruner.BasePruner) -> set[nn.Module]:
+    """The layers some group of the pruner's graph takes input channels from (before anything is pruned): only
+    these need their inputs' second moments."""
     found: set[nn.Module] = set()
     groups = pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types)
     for group in groups:
         for dep, _ in group:
             layer = dep.target.module
-            if isinstance(layer, nn.Linear) and pruner.DG.is_in_channel_pruning_fn(dep.handler):
+            if pruner.DG.is_in_channel_pruning_fn(dep.handler):
                 found.add(layer)
     return found
 

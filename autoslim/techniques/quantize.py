@@ -23,9 +23,12 @@ island (dequantize / requantize) on int8 hardware that the cost model would not 
 symmetric 8-bit scale is its own max magnitude, found at run time, as torchao's int8 dynamic-activation kernels and
 ONNX ``MatMulInteger`` graphs do (:mod:`autoslim.runtime.onnx_dynamic` writes one). Transformer activations carry
 per-token outliers that one static range must cover for every token: on the pretrained MiniLM encoder w8/a8 kept
-0.9989 cosine to the original dynamic per token, 0.9938 with mse ranges, 0.9928 with min/max. It is for Linear
-layers (a convolution's input window mixes positions with different scales): a model whose quantized layers
-include a convolution makes the step infeasible. The cost model adds the extra pass over each input it needs.
+0.9974 cosine to the original dynamic per token, 0.9938 with mse ranges, 0.9928 with min/max. It is for Linear
+layers called through their own forward (a convolution's input window mixes positions with different scales, and
+``nn.MultiheadAttention`` reads its ``out_proj`` weight without calling it): a model whose quantized layers include
+a convolution makes the step infeasible, and Linear layers that never run their forward, or whose parent reads
+their weight (PyTorch's ``nn.TransformerEncoderLayer``), keep float inputs. ``act_bits`` must be 8. The cost
+model adds the extra pass over each input it needs.
 
 ``embedding_bits`` rounds embedding tables (weight-only, per row; default 8 bits, as onnxruntime's int8 Gather):
 lookups cost no compute, so this buys bytes, not latency.
@@ -47,7 +50,7 @@ from torch import nn
 
 from autoslim.cost.annotation import annotate
 from autoslim.cost.layers import LayerStats
-from autoslim.nn_utils import WeightLayer, eval_forward, execution_order, weight_layers
+from autoslim.nn_utils import WeightLayer, eval_forward, execution_order, weight_layers, weights_read_by_parent
 from autoslim.techniques.per_layer import check_policy, describe_counts
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, LayerPolicy, register
 
@@ -100,6 +103,9 @@ class QuantizeConfig:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.calibration == "dynamic" and self.act_bits not in (8, None):
+            # int8 x int8 MatMulInteger is what runs per-token scales; nothing deploys 16-bit dynamic activations
+            raise ValueError(f"calibration 'dynamic' needs act_bits 8 (or none), got {self.act_bits}")
 
 
 def _bits(value: Any) -> int:
@@ -194,10 +200,22 @@ def act_quantizers(
                 f"quantize: dynamic per-token activations are for Linear layers; the model quantizes {convs[0]} "
                 "layers too (use a calibrated range: minmax, percentile or mse)"
             )
-        return {m: DynamicActFakeQuant(bits) for m in layers}
+        called = _called(model, layers, ctx.example_inputs)  # as calibration finds them: by a forward pass
+        # the int8 graph swaps each layer for a MatMulInteger one, which a parent reading its weight cannot take
+        read = weights_read_by_parent(model)
+        fixed = {m for name, m in model.named_modules() if name in read}
+        return {m: DynamicActFakeQuant(bits) for m in layers if m in called and m not in fixed}
     data = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
     ranges = calibrate_ranges(model, layers, data, method=config.calibration, bits=bits)
     return {m: ActFakeQuant(*r, bits) for m, r in ranges.items()}
+
+
+def _called(model: nn.Module, layers: Sequence[nn.Module], inputs: Any) -> set[nn.Module]:
+    """Those of ``layers`` whose own forward runs on ``inputs`` (a pre-hook on a layer read by its parent never
+    fires)."""
+    seen: set[nn.Module] = set()
+    eval_forward(model, inputs, hooks=[m.register_forward_pre_hook(lambda mod, _a: seen.add(mod)) for m in layers])
+    return seen
 
 
 def embedding_tables(model: nn.Module) -> list[tuple[str, nn.Embedding | nn.EmbeddingBag]]:

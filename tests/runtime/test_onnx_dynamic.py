@@ -46,6 +46,26 @@ def test_integer_levels_of_a_4_bit_layer_are_stored_exactly() -> None:
     assert swapped.exact and swapped.weight_int8.abs().max() <= 7
 
 
+@pytest.mark.parametrize(("model_name", "per_channel", "bits"), [("mlp", True, 8), ("mlp", False, 8), ("mlp", True, 4),
+                                                                  ("transformer", True, 8)])  # fmt: skip
+def test_export_computes_the_simulated_model(tmp_path, model_name: str, per_channel: bool, bits: int) -> None:
+    model = build_model(model_name)
+    gen = torch.Generator().manual_seed(1)
+    example, calib, val = (ZOO[model_name].inputs(n, gen) for n in (4, 64, 64))
+    ctx = make_ctx("mlp")
+    ctx.example_inputs, ctx.calibration_inputs = example, calib
+    q = apply("quantize", model, ctx, weight_bits=bits, act_bits=8, calibration="dynamic", per_channel=per_channel)
+    out = export_dynamic(q, example, tmp_path / "model.int8.onnx")
+    assert out.layers and all(layer["exact"] and layer["storage"] == "int8" for layer in out.layers)
+    if model_name == "transformer":  # its layers' own Linear children stay float: the encoder layer reads them
+        assert {layer["name"] for layer in out.layers} == {"head"}
+    with torch.no_grad():
+        ref = q(val).numpy()
+    got = _run(out.path, {"input_0": val.numpy()})
+    # the same arithmetic in another order: a value on a rounding boundary may land one level apart, nothing more
+    assert np.mean(np.abs(got - ref) <= 1e-4) >= 0.98 and np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+
+
 @pytest.mark.skipif("bert" not in ZOO, reason="transformers is not installed")
 def test_a_bert_export_runs_in_onnxruntime_as_simulated_with_any_sequence_length(tmp_path) -> None:
     model = build_model("bert")
