@@ -58,7 +58,7 @@ def test_export_computes_the_simulated_model(tmp_path, model_name: str, per_chan
     out = export_dynamic(q, example, tmp_path / "model.int8.onnx")
     assert out.layers and all(layer["exact"] and layer["storage"] == "int8" for layer in out.layers)
     if model_name == "transformer":  # its layers' own Linear children stay float: the encoder layer reads them
-        assert {layer["name"] for layer in out.layers} == {"head"}
+        assert {layer["name"] for layer in out.layers} == {"head", "embed"}  # the token table: int8 too
     with torch.no_grad():
         ref = q(val).numpy()
     got = _run(out.path, {"input_0": val.numpy()})
@@ -77,7 +77,11 @@ def test_a_bert_export_runs_in_onnxruntime_as_simulated_with_any_sequence_length
     assert is_dynamic(q)
     out = export_dynamic(q, example, tmp_path / "bert.int8.onnx")
     ops = Counter(n.op_type for n in onnx.load(str(out.path)).graph.node)
-    assert ops["MatMulInteger"] == len(out.layers)  # every Linear, the pooler and the classifier included
+    linear = [layer for layer in out.layers if layer["kind"] == "linear"]
+    assert ops["MatMulInteger"] == len(linear) == 2 * 6 + 2  # 2 layers x (q, k, v, out, ffn in, ffn out) + head
+    int8_tables = {i.name for i in onnx.load(str(out.path)).graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    assert len([layer for layer in out.layers if layer["kind"] == "embedding"]) == 3  # word, position, token type
+    assert len(int8_tables) == len(out.layers)  # every weight and table is stored as int8 levels
     assert out.to_dict()["summary"].startswith("int8 weights x per-token dynamic int8")
     short = {k: v[:, :9].contiguous() for k, v in val.items()}  # another length than the export's example
     for batch in (val, short):
