@@ -264,7 +264,8 @@ def _prune(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, k
     """Trace, rank and prune ``model`` in place, the layers named in ``keep`` at full width."""
     pruner = _make_pruner(model, config, ctx, keep)
     # Gram matrices before anything is pruned: the activation ranking reads its moments off them too
-    narrowed = _narrowed(pruner)
+    wants_moments = config.reconstruct or isinstance(pruner.importance, ActivationImportance)
+    narrowed = _narrowed(pruner) if wants_moments else set()  # a pass over every group: only when it is read
     grams = _input_grams(model, ctx, {m for m in narrowed if isinstance(m, nn.Linear)}) if config.reconstruct else {}
     if isinstance(pruner.importance, ActivationImportance):
         pruner.importance.second_moments = _second_moments(model, ctx, narrowed, grams)
