@@ -17,20 +17,22 @@ of per-layer terms) are allocated by latency, the closest additive cost.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
 import statistics
 from collections import Counter
 from typing import Any
 
 from torch import nn
 
-from autoslim.cost.estimate import layer_cost, weight_storage_bits
+from autoslim.cost.estimate import cost_from_stats, layer_cost, weight_storage_bits
 from autoslim.cost.layers import LayerStats, layer_stats, other_param_bits
 from autoslim.cost.profiles import HardwareProfile
 from autoslim.nn_utils import weight_layers
 from autoslim.plan import Step
 from autoslim.policy.allocate import allocate
-from autoslim.policy.sensitivity import SensitivityTable, sensitivity_table
+from autoslim.policy.sensitivity import SensitivityTable, perturbed, sensitivity_table, table_units
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, get_technique
 
 FLOOR_SLACK = 0.01
@@ -57,6 +59,8 @@ def resolve_step(step: Step, model: nn.Module, ctx: ApplyContext) -> Step:
     profile = _profile(cfg.target_profile, ctx)
     candidates = tuple(cfg.candidates) or policy.candidates
     table = sensitivity_table(step.technique, candidates, cfg, ctx)
+    if policy.restat is None:
+        return _resolve_units(step, model, ctx, profile, candidates, table)
     names = [name for name, _ in weight_layers(model)]
     stats = {s.name: s for s in layer_stats(model, ctx.example_inputs)}
     names = [n for n in names if n in stats]  # layers that run
@@ -86,6 +90,112 @@ def resolve_step(step: Step, model: nn.Module, ctx: ApplyContext) -> Step:
         "table_seconds": table.seconds, "loss_kind": table.loss_kind,
     }  # fmt: skip
     return Step(step.technique, dataclasses.replace(cfg, **{policy.layer_field: chosen}))
+
+
+def _resolve_units(step: Step, model: nn.Module, ctx: ApplyContext, profile: HardwareProfile,
+                   candidates: tuple[Any, ...], table: SensitivityTable) -> Step:  # fmt: skip
+    """Allocation for a technique whose values reshape several layers (channel widths): each (unit, value) is
+    priced on the whole model with only that unit changed, and the savings are taken as additive. They are not
+    quite (a layer between two narrowed groups loses ``a + b - ab`` of its work, not ``a + b``), so each allocation
+    is built and priced, and the estimated budget is bisected for the largest one whose built model meets the
+    target (``CHECKS`` steps at most, after the cheapest and the straight allocation). Prices are cached per
+    process by the model's shapes: every trial that reaches the step with the same architecture reuses them."""
+    tech = get_technique(step.technique)
+    policy = tech.layer_policy
+    assert policy is not None
+    cfg = step.config
+    metric = profile.objective
+    names = table_units(step.technique, model, cfg, ctx)
+    if not names:
+        raise InfeasibleError(f"{step.technique}: nothing to allocate per-layer settings to")
+    base = _whole_cost(model, ctx, profile, metric)
+    saved = _unit_savings(step.technique, model, names, candidates, cfg, ctx, profile, base)
+    most = [max([0.0, *row]) for row in saved]
+    options = [
+        [(m - s, _row(table, n)[v]) for v, s in zip(candidates, row, strict=True)]
+        for n, row, m in zip(names, saved, most, strict=True)
+    ]
+    fixed = base - sum(most)
+    teacher = _teacher_cost(ctx, profile, metric)
+
+    def attempt(budget: float) -> tuple[Any, Any, float]:
+        """The allocation at ``budget`` (estimated), its resolved config, and what it really costs when built."""
+        result = allocate(options, max(budget, 0.0))
+        chosen = tuple((n, candidates[c]) for n, c in zip(names, result.choice, strict=True))
+        resolved = dataclasses.replace(cfg, **{policy.layer_field: chosen})
+        built = tech.apply(copy.deepcopy(model), resolved, ctx) if any(v for _, v in chosen) else model
+        return result, resolved, _whole_cost(built, ctx, profile, metric)
+
+    # The cheapest allocation, built: a target below it gets it plus 1% (as per-layer costs do above).
+    found = cheapest = attempt(0.0)
+    goal = max(cfg.target * teacher, cheapest[2] * (1.0 + FLOOR_SLACK))
+    lo, hi = 0.0, max(goal - fixed, 0.0)
+    top = attempt(hi)
+    if top[2] <= goal:
+        found = top
+    else:  # bisect the estimated budget on the built cost: the largest budget whose model is within the goal
+        for _ in range(CHECKS):
+            mid = (lo + hi) / 2
+            trial = attempt(mid)
+            if trial[2] <= goal:
+                found, lo = trial, mid
+            else:
+                hi = mid
+    result, resolved, real = found
+    chosen = getattr(resolved, policy.layer_field)
+    ctx.notes[f"{step.technique}.policy"] = {
+        "profile": profile.name, "objective": metric, "target": cfg.target,
+        "fits": real <= cfg.target * teacher,
+        "cost_share": real / teacher if teacher else None, "loss": result.loss,
+        "counts": {str(k): v for k, v in sorted(Counter(v for _, v in chosen).items(), key=lambda kv: str(kv[0]))},
+        "units": len(names), "table_seconds": table.seconds, "loss_kind": table.loss_kind,
+    }  # fmt: skip
+    return Step(step.technique, resolved)
+
+
+CHECKS = 4  # bisection steps on the budget when the additive estimate misses (each builds one model)
+
+
+def _whole_cost(model: nn.Module, ctx: ApplyContext, profile: HardwareProfile, metric: str) -> float:
+    return cost_from_stats(layer_stats(model, ctx.example_inputs), other_param_bits(model), profile).objective(metric)
+
+
+def _unit_savings(technique: str, model: nn.Module, names: list[str], candidates: tuple[Any, ...], cfg: Any,
+                  ctx: ApplyContext, profile: HardwareProfile, base: float) -> list[list[float]]:  # fmt: skip
+    """``saved[unit][value]``: how much cheaper the whole model is with only that unit at that value (0 where the
+    unit cannot take it). Each (unit, value) model is built once and priced on every profile of the search, so a
+    trial allocating for another profile later reads its prices from the cache."""
+    shapes = tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
+
+    def key(p: HardwareProfile) -> str:
+        blob = repr((technique, _neutral(cfg), shapes, p.name, p.objective, candidates))
+        return "unit_savings:" + hashlib.sha256(blob.encode()).hexdigest()
+
+    if key(profile) in ctx.cache:
+        return list(ctx.cache[key(profile)])
+    profiles = [profile, *(p for p in ctx.profiles if p.name != profile.name)]
+    bases = [base, *(_whole_cost(model, ctx, p, p.objective) for p in profiles[1:])]
+    saved: list[list[list[float]]] = [[] for _ in profiles]
+    for n in names:
+        rows: list[list[float]] = [[] for _ in profiles]
+        for v in candidates:
+            try:
+                built = perturbed(technique, model, n, v, cfg, ctx) if v else model
+            except InfeasibleError:
+                built = model  # the unit cannot take this value: it saves nothing (and its loss is inf)
+            stats, others = layer_stats(built, ctx.example_inputs), other_param_bits(built)
+            for row, p, b in zip(rows, profiles, bases, strict=True):
+                row.append(b - cost_from_stats(stats, others, p).objective(p.objective))
+        for i, row in enumerate(rows):
+            saved[i].append(row)
+    for p, table in zip(profiles, saved, strict=True):
+        ctx.cache[key(p)] = table
+    return saved[0]
+
+
+def _neutral(cfg: Any) -> Any:
+    """``cfg`` without what the allocation decides (what prices depend on: importance, repair, ...)."""
+    return dataclasses.replace(cfg, target=None, target_profile=None, policy="uniform")
 
 
 def _teacher_cost(ctx: ApplyContext, profile: HardwareProfile, metric: str) -> float:

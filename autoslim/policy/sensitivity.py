@@ -29,7 +29,7 @@ import torch
 from autoslim.nn_utils import call_model, take, weight_layers
 from autoslim.tasks.cache import cache_root
 from autoslim.tasks.fingerprint import teacher_sha256
-from autoslim.techniques.registry import ApplyContext, get_technique
+from autoslim.techniques.registry import ApplyContext, InfeasibleError, get_technique
 
 SAMPLES = 512  # calibration inputs each entry is measured on (the task's calibration batch is 512 by default)
 VERSION = 1
@@ -134,19 +134,22 @@ def _measure(technique: str, candidates: tuple[Any, ...], config: Any, ctx: Appl
     choice, _ = _choose_loss(KDConfig(), ctx, ctx.train_data)
     with torch.no_grad():
         reference = call_model(teacher, inputs, output=ctx.output)
-    names = [name for name, _ in weight_layers(teacher)]
+    names = table_units(technique, teacher, config, ctx)
     total, done = len(names) * len(candidates), 0
     rows = []
     for name in names:
         row = []
         for value in candidates:
-            model = copy.deepcopy(teacher)
-            policy.perturb(model, name, value, config, ctx)
-            with torch.no_grad():
-                out = call_model(model.eval(), inputs, output=ctx.output)
-                loss = float(output_loss(choice, out, reference, None, temperature=1.0, alpha=1.0))
-            # NaN: the layer cannot take it at all; a tiny negative KL is rounding
-            row.append(max(loss, 0.0) if loss == loss else float("inf"))
+            try:
+                model = perturbed(technique, teacher, name, value, config, ctx)
+            except InfeasibleError:  # the unit cannot take this value (a width the forward pins): never chosen
+                row.append(float("inf"))
+            else:
+                with torch.no_grad():
+                    out = call_model(model.eval(), inputs, output=ctx.output)
+                    loss = float(output_loss(choice, out, reference, None, temperature=1.0, alpha=1.0))
+                # NaN: the layer cannot take it at all; a tiny negative KL is rounding
+                row.append(max(loss, 0.0) if loss == loss else float("inf"))
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -155,6 +158,26 @@ def _measure(technique: str, candidates: tuple[Any, ...], config: Any, ctx: Appl
         technique=technique, knob=policy.knob, candidates=candidates, layers=tuple(names), loss=tuple(rows),
         loss_kind=choice.kind, seconds=time.perf_counter() - start, teacher=teacher_sha,
     )  # fmt: skip
+
+
+def table_units(technique: str, model: torch.nn.Module, config: Any, ctx: ApplyContext) -> list[str]:
+    """The names ``technique``'s per-layer settings key on in ``model``: its weight layers, or the technique's own
+    units (torch-pruning group roots for channel widths)."""
+    policy = get_technique(technique).layer_policy
+    assert policy is not None
+    if policy.units is not None:
+        return policy.units(model, config, ctx)
+    return [name for name, _ in weight_layers(model)]
+
+
+def perturbed(technique: str, model: torch.nn.Module, unit: str, value: Any, config: Any,
+              ctx: ApplyContext) -> torch.nn.Module:  # fmt: skip
+    """A copy of ``model`` with only ``unit`` at ``value`` (``model`` is left as it is)."""
+    policy = get_technique(technique).layer_policy
+    assert policy is not None
+    work = copy.deepcopy(model)
+    out = policy.perturb(work, unit, value, config, ctx)
+    return out if out is not None else work
 
 
 def _load(path: Path) -> SensitivityTable | None:

@@ -50,12 +50,12 @@ def check_policy(config: Any, field: str, check: Callable[[Any], Any]) -> None:
         raise ValueError(f"target_profile must be a profile name, got {config.target_profile!r}")
 
 
-def describe_counts(pairs: tuple[tuple[str, Any], ...], fmt: Callable[[Any], str]) -> str:
+def describe_counts(pairs: tuple[tuple[str, Any], ...], fmt: Callable[[Any], str], noun: str = "layer") -> str:
     """``w4 on 9 layers, w8 on 3``: the most common value first."""
     counts: dict[Any, int] = {}
     for _, v in pairs:
         counts[v] = counts.get(v, 0) + 1
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
-    parts = [f"{fmt(v)} on {n} layer{'s' if n != 1 else ''}" if i == 0 else f"{fmt(v)} on {n}"
+    parts = [f"{fmt(v)} on {n} {noun}{'s' if n != 1 else ''}" if i == 0 else f"{fmt(v)} on {n}"
              for i, (v, n) in enumerate(ranked)]  # fmt: skip
     return ", ".join(parts)

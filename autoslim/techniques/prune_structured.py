@@ -31,6 +31,8 @@ model is never touched by it.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -51,7 +53,8 @@ from autoslim.techniques._tp_support import (
     update_hf_config,
     update_hf_head_counts,
 )
-from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
+from autoslim.techniques.per_layer import check_policy, describe_counts
+from autoslim.techniques.registry import ApplyContext, InfeasibleError, LayerPolicy, register
 
 Importance = Literal["l1", "l2", "bn_scale", "taylor", "activation"]
 IMPORTANCES = ("l1", "l2", "bn_scale", "taylor", "activation")
@@ -86,8 +89,19 @@ class StructuredPruneConfig:
     # regression on the inputs' second moments, solved in closed form: no labels, no gradient steps). Subsumes bias
     # compensation on Linear layers; Conv layers get bias compensation instead.
     reconstruct: bool = False
+    # Per-group ratios (see autoslim.techniques.per_layer): ``layer_ratios`` names a dependency group by its root
+    # layer (the first layer whose output width the group sets, as ``autoslim sensitivity`` lists them) and gives
+    # it its own ratio; groups it does not name keep their width (``ratio`` is then unused), and attention heads go
+    # only by an explicit ``head_ratio``. ``policy="sensitivity"`` fills it at trial time from the sensitivity
+    # table, for ``target`` (a share of the teacher's cost on ``target_profile``), choosing among ``candidates``.
+    layer_ratios: tuple[tuple[str, float], ...] = ()
+    policy: Literal["uniform", "sensitivity"] = "uniform"
+    target: float | None = None
+    target_profile: str | None = None
+    candidates: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        check_policy(self, "layer_ratios", _ratio)
         if not 0.0 <= self.ratio < 1.0:
             raise ValueError(f"ratio must be in [0, 1), got {self.ratio}")
         if self.importance not in IMPORTANCES:
@@ -100,6 +114,12 @@ class StructuredPruneConfig:
             raise ValueError(f"head_ratio must be in [0, 1), got {self.head_ratio}")
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+
+
+def _ratio(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"a pruning ratio must be in [0, 1), got {value!r}")
+    return float(value)
 
 
 class ActivationImportance(tp.importance.GroupMagnitudeImportance):
@@ -239,7 +259,8 @@ def _make_pruner(
         model,
         ctx.example_inputs,
         importance=_importance(config.importance),
-        pruning_ratio=config.ratio,
+        pruning_ratio=0.0 if config.layer_ratios else config.ratio,  # per-group: the groups not named keep width
+        pruning_ratio_dict=_ratio_dict(model, config),
         # HF: the config has one head count and FFN width for all layers, so rank within each layer.
         global_pruning=config.global_pruning and hf_hidden_size(model) is None,
         ignored_layers=[*_named(model, keep), *hf_residual_layers(model, num_heads)],
@@ -256,8 +277,29 @@ def _make_pruner(
     )
 
 
+def _ratio_dict(model: nn.Module, config: StructuredPruneConfig) -> dict[nn.Module, float] | None:
+    """torch-pruning's per-layer ratios: a group whose root is named in ``layer_ratios`` takes that ratio."""
+    if not config.layer_ratios:
+        return None
+    modules = dict(model.named_modules())
+    unknown = [n for n, _ in config.layer_ratios if n not in modules]
+    if unknown:
+        raise InfeasibleError(f"prune.structured: layer_ratios names layers this model lacks: {unknown[:5]}")
+    return {modules[n]: r for n, r in config.layer_ratios}
+
+
 def _head_ratio(config: StructuredPruneConfig) -> float:
-    return config.ratio if config.head_ratio is None else config.head_ratio
+    if config.head_ratio is not None:
+        return config.head_ratio
+    return 0.0 if _per_group(config) else config.ratio  # per-group ratios: heads go only by an explicit head_ratio
+
+
+def _per_group(config: StructuredPruneConfig) -> bool:
+    return bool(config.layer_ratios) or config.policy == "sensitivity"
+
+
+def _head_group(pruner: tp.pruner.BasePruner, group: Any) -> bool:
+    return any(dep.target.module in pruner.num_heads for dep, _ in group)
 
 
 def _prune(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext, keep: list[str]) -> _Outcome:
@@ -567,15 +609,54 @@ def _prune_within(
     return box["outcome"]
 
 
+def _units(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) -> list[str]:
+    """The root layer of every dependency group torch-pruning could narrow (in module order): the names
+    ``layer_ratios`` keys on. Groups the output layer belongs to, the HF residual stream, and head groups when no
+    heads may go are left out; a group whose width the forward pins is listed (it cannot take any ratio, which
+    its sensitivity row says). One trace per architecture and process."""
+    shapes = tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
+    blob = repr((shapes, config.round_to, _head_ratio(config), config.global_pruning))
+    key = "prune.structured.units:" + hashlib.sha256(blob.encode()).hexdigest()
+    if key not in ctx.cache:
+        order = execution_order(model, ctx.example_inputs)
+        if not order:
+            return []
+        output_layer = next(name for name, m in model.named_modules() if m is order[-1])
+        work = copy.deepcopy(model)
+        pruner = _make_pruner(work, config, ctx, [output_layer])
+        groups = pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
+                                          root_module_types=pruner.root_module_types)  # fmt: skip
+        names = [members[0] for g in groups  # attention heads are no channel group: they follow head_ratio
+                 if (members := _group_members(pruner, g, work)) and not _head_group(pruner, g)
+                 and _probe_indices(pruner, g, config) is not None]  # fmt: skip
+        position = {n: i for i, (n, _) in enumerate(model.named_modules())}  # listed in the model's module order
+        ctx.cache[key] = sorted((n for n in names if n in position), key=position.__getitem__)
+    return list(ctx.cache[key])
+
+
+def _perturb(model: nn.Module, unit: str, ratio: float, config: StructuredPruneConfig, ctx: ApplyContext) -> nn.Module:
+    """``model`` with only the group rooted at ``unit`` narrowed by ``ratio`` (every other group keeps its width)."""
+    only = dataclasses.replace(config, ratio=0.0, layer_ratios=((unit, ratio),), policy="uniform", target=None)
+    return apply(model, only, ctx)
+
+
+POLICY = LayerPolicy(knob="ratio", layer_field="layer_ratios", candidates=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7),
+                     perturb=_perturb, units=_units)  # fmt: skip
+
+
 def describe(c: StructuredPruneConfig) -> str:
     repair = ", reconstructed" if c.reconstruct else ", bias comp." if c.bias_compensation else ""
+    if c.layer_ratios:
+        per_group = describe_counts(c.layer_ratios, lambda r: f"{r:.0%}", noun="group")
+        return f"prune channels per group: {per_group} ({c.importance}{repair})"
     return f"prune {c.ratio:.0%} channels ({c.importance}{repair})"
 
 
-@register("prune.structured", StructuredPruneConfig, order=20, role="structural", describe=describe)
+@register("prune.structured", StructuredPruneConfig, order=20, role="structural", describe=describe,
+          layer_policy=POLICY)  # fmt: skip
 def apply(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) -> nn.Module:
-    if config.ratio == 0.0:
-        return model
+    if not any(r for _, r in config.layer_ratios) if config.layer_ratios else config.ratio == 0.0:
+        return model  # nothing to remove (a per-group allocation that kept every width)
     order = execution_order(model, ctx.example_inputs)
     if not order:
         raise InfeasibleError("prune.structured: the model has no Conv or Linear layer to prune")

@@ -98,16 +98,26 @@ class LayerPolicy:
 
     ``knob`` is the config field a uniform trial sets for every layer (``weight_bits``); ``layer_field`` holds the
     per-layer overrides as ``((layer name, value), ...)`` (``layer_bits``). ``perturb(model, layer, value, config,
-    ctx)`` applies ``value`` to that one layer only, in place (the sensitivity table measures each layer alone);
-    ``restat(stats, value, config)`` says what the value does to the layer's cost-model facts
-    (:class:`autoslim.cost.layers.LayerStats`), so the allocator prices a choice without building it.
+    ctx)`` applies ``value`` to that one layer only, in place, or returns the changed model (the sensitivity table
+    measures each layer alone); ``restat(stats, value, config)`` says what the value does to the layer's cost-model
+    facts (:class:`autoslim.cost.layers.LayerStats`), so the allocator prices a choice without building it.
+
+    A setting that reshapes several layers at once (a channel width shared by a residual stream and every layer
+    reading it) names its own units: ``units(model, config, ctx)`` lists the names per-layer settings key on
+    (torch-pruning group roots), and ``restat`` is None: the allocator then prices each (unit, value) on the
+    whole model ``perturb`` returns, and checks the combined choice the same way.
     """
 
     knob: str
     layer_field: str
     candidates: tuple[Any, ...]  # the values a table measures when the plan names none
-    perturb: Callable[[nn.Module, str, Any, Any, ApplyContext], None]
-    restat: Callable[[Any, Any, Any], Any]
+    perturb: Callable[[nn.Module, str, Any, Any, ApplyContext], nn.Module | None]
+    restat: Callable[[Any, Any, Any], Any] | None = None
+    units: Callable[[nn.Module, Any, ApplyContext], list[str]] | None = None  # None: the model's weight layers
+
+    def __post_init__(self) -> None:
+        if (self.restat is None) == (self.units is None):
+            raise ValueError("a LayerPolicy gives restat (per-layer costs) or units (priced on whole models)")
 
 
 @dataclass(frozen=True)
