@@ -15,8 +15,9 @@
 
 5. ``--zoo zoo-resnet18,zoo-bert-cls``: per zoo model, its built-in space (as benchmarks/real_models.py picks it)
    as shipped (uniform) and with ``policy: [uniform, sensitivity]`` on ``quantize`` (the knob's choices as
-   candidates) and on ``prune.structured`` (a ratio per channel group, allocated for any of the space's profiles),
-   same budget (12) and seed: hypervolume and best reduction within 1 pp per profile.
+   candidates), ``prune.structured`` (a ratio per channel group) and ``factorize.lowrank`` (a rank per layer), the
+   last two allocated for any of the space's profiles; same budget (12), ``--zoo-seeds`` seeds (3): hypervolume
+   and best reduction within 1 pp per profile and seed.
 
 Writes results/benchmarks/policies.csv (searches), policies_table.csv (table, proxy, allocator), policies_zoo.csv
 and policies.png.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import re
 import shutil
 import sys
@@ -217,7 +219,7 @@ def plot(df: pd.DataFrame) -> None:
     fig.savefig(OUT / "policies.png")
 
 
-def zoo(models: list[str], budget: int, workers: int) -> pd.DataFrame:
+def zoo(models: list[str], budget: int, workers: int, seeds: int = 1) -> pd.DataFrame:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from real_models import SPACES, profiles_for, space_for
 
@@ -229,18 +231,19 @@ def zoo(models: list[str], budget: int, workers: int) -> pd.DataFrame:
         per_layer = copy.deepcopy(data)
         per_layer["techniques"]["quantize"] |= {"policy": ["uniform", "sensitivity"],
                                                 "target": {"float": [0.01, 0.3], "log": True}}  # fmt: skip
-        if "prune.structured" in per_layer["techniques"]:  # a ratio per channel group, for any profile's target
-            per_layer["techniques"]["prune.structured"] |= {"policy": ["uniform", "sensitivity"],
-                                                            "target": {"float": [0.1, 0.8], "log": True}}  # fmt: skip
-        for label, body in (("uniform", data), ("per-layer", per_layer)):
-            study = f"{model}-{label}"
+        for tech in ("prune.structured", "factorize.lowrank"):  # the latency levers, for any profile's target
+            if tech in per_layer["techniques"]:
+                per_layer["techniques"][tech] |= {"policy": ["uniform", "sensitivity"],
+                                                  "target": {"float": [0.1, 0.8], "log": True}}  # fmt: skip
+        for seed, (label, body) in itertools.product(range(seeds), (("uniform", data), ("per-layer", per_layer))):
+            study = f"{model}-{label}-s{seed}"
             shutil.rmtree(RUNS / study, ignore_errors=True)
             t0 = time.perf_counter()
             cfg = SearchConfig(space=space_from_dict(body, source=f"{name}-{label}"), profiles=profiles,
-                               budget=budget, task=model, study=study, results_dir=RUNS, seed=0,
+                               budget=budget, task=model, study=study, results_dir=RUNS, seed=seed,
                                workers=workers)  # fmt: skip
             outcome = run_search(cfg)
-            for r in search_rows(outcome.trials, profiles, label, 0, time.perf_counter() - t0):
+            for r in search_rows(outcome.trials, profiles, label, seed, time.perf_counter() - t0):
                 rows.append({"model": model, **r})
             print(f"{study}: {time.perf_counter() - t0:.0f} s", flush=True)
             pd.DataFrame(rows).to_csv(OUT / "policies_zoo.csv", index=False)
@@ -255,10 +258,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", choices=("table", "search"), default=None)
     ap.add_argument("--zoo", default=None, help="comma-separated zoo models: run only the zoo comparison")
+    ap.add_argument("--zoo-seeds", type=int, default=3, help="sampler seeds per zoo model and space")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.zoo:
-        df = zoo(args.zoo.split(","), 12, args.workers)
+        df = zoo(args.zoo.split(","), 12, args.workers, args.zoo_seeds)
         print(df.pivot_table(index=["model", "profile"], columns="space", values=["hypervolume", "best_1pp_x"]))
         return
     if args.only != "search":

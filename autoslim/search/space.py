@@ -61,7 +61,7 @@ class ParamSpec:
 
 
 DEFAULT_TARGET = ParamSpec("float", low=0.05, high=0.5, log=True)
-GRID_POINTS = 5  # a float knob's range becomes this many candidates (plus 0 where 0 is allowed) for a policy
+GRID_POINTS = 5  # a float knob's range becomes this many candidates (plus the technique's "leave it" value)
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,11 @@ class TechniqueSpec:
         if spec.kind == "int":
             return tuple(range(int(spec.low), int(spec.high) + 1))
         grid = [spec.low + (spec.high - spec.low) * i / (GRID_POINTS - 1) for i in range(GRID_POINTS)]
-        zero = (0.0,) if spec.low > 0 and _allows(self.name, policy.knob, 0.0) else ()
-        return zero + tuple(round(v, 4) for v in grid)
+        values = tuple(round(v, 4) for v in grid)
+        keep = policy.neutral if policy.neutral is not None else 0.0  # the "leave this layer" value
+        if keep in values or not _allows(self.name, policy.knob, keep):
+            return values
+        return (keep, *values) if keep <= values[0] else (*values, keep)
 
     def profile_choices(self, profiles: tuple[str, ...]) -> tuple[str, ...]:
         return self.target_profiles or profiles

@@ -9,15 +9,17 @@ which a later fine-tune and quantization handle better than one factor carrying 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from autoslim.nn_utils import execution_order, weight_layers, weights_read_by_parent
-from autoslim.techniques.registry import ApplyContext, InfeasibleError, register
+from autoslim.techniques.per_layer import check_policy, describe_counts
+from autoslim.techniques.registry import ApplyContext, InfeasibleError, LayerPolicy, register
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,17 @@ class LowRankConfig:
     energy: float | None = None  # or: the smallest r keeping this fraction of the squared singular values
     min_features: int = 16  # layers whose weight matrix has a side shorter than this are left alone
     skip_last: bool = True  # the output layer is usually small and the most sensitive
+    # Per-layer rank ratios (see autoslim.techniques.per_layer): ``layer_ranks`` factorizes only the layers it names,
+    # each at its own rank ratio (1.0: left as it is); ``policy="sensitivity"`` fills it at trial time from the
+    # sensitivity table, for ``target`` (a share of the teacher's cost on ``target_profile``), among ``candidates``.
+    layer_ranks: tuple[tuple[str, float], ...] = ()
+    policy: Literal["uniform", "sensitivity"] = "uniform"
+    target: float | None = None
+    target_profile: str | None = None
+    candidates: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        check_policy(self, "layer_ranks", _rank_ratio)
         if (self.rank_ratio is None) == (self.energy is None):
             raise ValueError(
                 f"exactly one of rank_ratio and energy must be set, got rank_ratio={self.rank_ratio}, "
@@ -39,6 +50,12 @@ class LowRankConfig:
             raise ValueError(f"energy must be in (0, 1], got {self.energy}")
         if self.min_features < 1:
             raise ValueError(f"min_features must be >= 1, got {self.min_features}")
+
+
+def _rank_ratio(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ValueError(f"a rank ratio must be in (0, 1], got {value!r}")
+    return float(value)
 
 
 def choose_rank(singular_values: torch.Tensor, config: LowRankConfig) -> int:
@@ -111,22 +128,56 @@ def _still_runs(model: nn.Module, example_inputs: Any) -> bool:
 
 
 def describe(c: LowRankConfig) -> str:
+    if c.layer_ranks:
+        return "low-rank per layer: " + describe_counts(c.layer_ranks, lambda r: "kept" if r == 1.0 else f"{r:.0%}")
     return f"low-rank {c.rank_ratio:.0%}" if c.rank_ratio is not None else f"low-rank {c.energy:.0%} energy"
 
 
-@register("factorize.lowrank", LowRankConfig, order=30, role="structural", describe=describe)
+def _candidates(model: nn.Module, config: LowRankConfig, ctx: ApplyContext) -> list[tuple[str, nn.Module]]:
+    """The layers ``apply`` may factorize: weight layers that are not the output (with ``skip_last``) and whose
+    weight the parent module does not read itself (MultiheadAttention's out_proj)."""
+    skip = weights_read_by_parent(model)  # a factorized child there would break the forward pass
+    last = execution_order(model, ctx.example_inputs)[-1] if config.skip_last else None
+    return [(n, m) for n, m in weight_layers(model) if m is not last and n not in skip]
+
+
+def _units(model: nn.Module, config: LowRankConfig, ctx: ApplyContext) -> list[str]:
+    """Layers some rank would make smaller: a matrix with both sides >= ``min_features`` (a rank of 1 is the
+    smallest pair, so a layer it cannot shrink is never worth a row of the table)."""
+    out = []
+    for name, layer in _candidates(model, config, ctx):
+        if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d)) or not name:
+            continue
+        rows, cols = layer.weight.flatten(1).shape
+        if min(rows, cols) >= config.min_features and rows + cols < rows * cols:
+            out.append(name)
+    return out
+
+
+def _perturb(model: nn.Module, unit: str, ratio: float, config: LowRankConfig, ctx: ApplyContext) -> nn.Module:
+    only = dataclasses.replace(config, layer_ranks=((unit, ratio),), policy="uniform", target=None)
+    return apply(model, only, ctx)
+
+
+POLICY = LayerPolicy(knob="rank_ratio", layer_field="layer_ranks", candidates=(1.0, 0.5, 0.3, 0.2, 0.1),
+                     perturb=_perturb, units=_units, neutral=1.0)  # fmt: skip
+
+
+@register("factorize.lowrank", LowRankConfig, order=30, role="structural", describe=describe, layer_policy=POLICY)
 def apply(model: nn.Module, config: LowRankConfig, ctx: ApplyContext) -> nn.Module:
     layers = weight_layers(model)
     if not layers:
         raise InfeasibleError("factorize.lowrank: the model has no Conv or Linear weights")
-    skip = weights_read_by_parent(model)  # a factorized child there would break the forward pass
-    last = execution_order(model, ctx.example_inputs)[-1] if config.skip_last else None
+    per_layer = dict(config.layer_ranks)
+    if per_layer and all(r == 1.0 for r in per_layer.values()):
+        return model  # an allocation that kept every layer
     ranks: dict[str, Any] = {}
     before = after = 0
-    for name, layer in layers:
-        if layer is last or name in skip:
+    for name, layer in _candidates(model, config, ctx):
+        if per_layer and per_layer.get(name, 1.0) == 1.0:
             continue
-        made = _factorize(layer, config)
+        own = dataclasses.replace(config, rank_ratio=per_layer[name], energy=None) if per_layer else config
+        made = _factorize(layer, own)
         if made is None:
             continue
         pair, r = made

@@ -641,7 +641,7 @@ def _perturb(model: nn.Module, unit: str, ratio: float, config: StructuredPruneC
 
 
 POLICY = LayerPolicy(knob="ratio", layer_field="layer_ratios", candidates=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7),
-                     perturb=_perturb, units=_units)  # fmt: skip
+                     perturb=_perturb, units=_units, neutral=0.0)  # fmt: skip
 
 
 def describe(c: StructuredPruneConfig) -> str:

@@ -153,7 +153,7 @@ def _restat(stats: LayerStats, amount: float, _config: UnstructuredPruneConfig) 
 
 
 POLICY = LayerPolicy(knob="amount", layer_field="layer_amounts", candidates=(0.0, 0.3, 0.5, 0.7, 0.8, 0.9),
-                     perturb=_perturb, restat=_restat)  # fmt: skip
+                     perturb=_perturb, restat=_restat, neutral=0.0)  # fmt: skip
 
 
 def describe(c: UnstructuredPruneConfig) -> str:

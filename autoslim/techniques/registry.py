@@ -114,6 +114,7 @@ class LayerPolicy:
     perturb: Callable[[nn.Module, str, Any, Any, ApplyContext], nn.Module | None]
     restat: Callable[[Any, Any, Any], Any] | None = None
     units: Callable[[nn.Module, Any, ApplyContext], list[str]] | None = None  # None: the model's weight layers
+    neutral: Any = None  # the value that leaves a layer as it is (0 pruned, rank ratio 1): always a candidate
 
     def __post_init__(self) -> None:
         if (self.restat is None) == (self.units is None):
