@@ -188,8 +188,10 @@ def apply(model: nn.Module, config: LowRankConfig, ctx: ApplyContext) -> nn.Modu
             if not _still_runs(model, ctx.example_inputs):
                 _set_submodule(model, name, layer)
                 continue
-        before += layer.weight.numel()
-        after += r * (layer.weight[0].numel() + layer.weight.shape[0])
+        weight = layer.weight
+        assert isinstance(weight, torch.Tensor)
+        before += weight.numel()
+        after += r * (weight[0].numel() + weight.shape[0])
         ranks[name] = r
     if not ranks:
         raise InfeasibleError(

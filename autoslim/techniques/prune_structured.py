@@ -640,7 +640,8 @@ def _perturb(model: nn.Module, unit: str, ratio: float, config: StructuredPruneC
     return apply(model, only, ctx)
 
 
-POLICY = LayerPolicy(knob="ratio", layer_field="layer_ratios", candidates=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7),
+# up to 85%: a wide classifier input or FFN is often barely sensitive, and the heaviest ratio is where its bytes go
+POLICY = LayerPolicy(knob="ratio", layer_field="layer_ratios", candidates=(0.0, 0.2, 0.35, 0.5, 0.7, 0.85),
                      perturb=_perturb, units=_units, neutral=0.0)  # fmt: skip
 
 

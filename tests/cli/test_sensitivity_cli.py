@@ -24,11 +24,12 @@ def test_tables_csv_and_heatmaps_for_the_default_space(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["sensitivity", "--task", TINY_TASK, "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     folder = tmp_path / "out" / "tiny-cnn"
-    for slug, width in (("quantize", 5), ("prune_unstructured", 6)):
+    # prune.structured: one row per channel group (7 in the tiny CNN), not per weight layer
+    for slug, shape in (("quantize", (12, 5)), ("prune_unstructured", (12, 6)), ("prune_structured", (7, 6))):
         frame = pd.read_csv(folder / f"{slug}.csv", index_col=0)
-        assert frame.shape == (12, width)
+        assert frame.shape == shape
         assert (folder / f"{slug}.png").stat().st_size > 1000
         assert (frame.iloc[:, 0] > frame.iloc[:, -1]).all() if slug == "quantize" else True
     assert "kl loss vs the teacher" in res.output and "3.conv1" in res.output
     again = CliRunner().invoke(app, ["sensitivity", "--task", TINY_TASK, "--out", str(tmp_path / "out")])
-    assert again.exit_code == 0 and again.output.count("to measure") == 2
+    assert again.exit_code == 0 and again.output.count("to measure") == 3

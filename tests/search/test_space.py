@@ -45,7 +45,7 @@ def test_default_space_loads() -> None:
         "cut.blocks", "prune.structured", "prune.unstructured", "distill.kd", "quantize",
     ]  # fmt: skip
     assert space.profiles == ("gpu-a100", "x86-avx512-vnni", "arm-cortex-a76", "mcu-cortex-m7")
-    assert len(space.recipes) == 3
+    assert len(space.recipes) == 4
     when = {t.name: t.when for t in space.techniques}
     assert when["distill.kd"] == "structural" and when["quantize"] == "optional"
     kd = next(t for t in space.techniques if t.name == "distill.kd")
@@ -248,7 +248,12 @@ def test_default_recipes_round_trip_through_an_enqueued_trial() -> None:
         trial = study.ask()
         sampled = space.sample(trial)
         # The sampler sees the recipe's values, and the space's fixed values (KD's epochs_per_removed) are part
-        # of every recipe that uses the technique, so sampling gives the recipe back exactly.
+        # of every recipe that uses the technique, so sampling gives the recipe back exactly; a recipe that asks
+        # for a per-layer policy gets the space's candidates (its grid over the knob's range) added.
+        for name, params in sampled.items():
+            if params.get("policy") == "sensitivity" and "candidates" not in recipe[name]:
+                spec = next(t for t in space.techniques if t.name == name)
+                assert params.pop("candidates") == list(spec.candidates())
         assert sampled == recipe
         if "distill.kd" in recipe:
             assert recipe["distill.kd"]["epochs_per_removed"] == 4

@@ -60,8 +60,8 @@ def test_describe_json_and_the_space_grid_holds_the_keep_value() -> None:
     plan = CompressionPlan.from_params({"factorize.lowrank": {"layer_ranks": [["a", 0.5], ["b", 1.0], ["c", 0.5]]}})
     assert CompressionPlan.from_json(plan.to_json()) == plan
     assert plan.describe() == "low-rank per layer: 50% on 2 layers, kept on 1"
-    space = space_from_dict({"name": "s", "techniques": {"factorize.lowrank": {
-        "policy": ["uniform", "sensitivity"], "params": {"rank_ratio": {"float": [0.2, 0.6]}}}}}, source="t")  # fmt: skip
+    body = {"policy": ["uniform", "sensitivity"], "params": {"rank_ratio": {"float": [0.2, 0.6]}}}
+    space = space_from_dict({"name": "s", "techniques": {"factorize.lowrank": body}}, source="t")
     (spec,) = space.techniques
     assert spec.candidates() == (0.2, 0.3, 0.4, 0.5, 0.6, 1.0)
 
