@@ -83,7 +83,7 @@ def search_rows(df: pd.DataFrame, profiles: list, label: str, seed: int, wall: f
         col = f"{p.name}.{p.objective}"
         hv = hvs[p.name]
         best = float(near[col].min())
-        policy = ok["plan_words"].str.contains("per layer|per group").sum() if "plan_words" in ok else None
+        policy = int(ok["plan"].str.contains("per layer|per group").sum()) if "plan" in ok else None
         rows.append({
             "space": label, "seed": seed, "profile": p.name, "objective": p.objective, "hypervolume": hv,
             "best_1pp_x": float(base[col]) / best, "baseline_accuracy": float(base["accuracy"]), "wall_s": wall,
