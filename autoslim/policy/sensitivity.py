@@ -116,10 +116,14 @@ def sensitivity_table(
 
 
 def _neutral(config: Any, layer_field: str) -> Any:
-    """``config`` without its per-layer settings: what a perturbation starts from."""
+    """``config`` without its per-layer settings and without what only the allocation reads (the sampled target,
+    its profile, the policy itself): what a perturbation starts from, and so what the table is keyed on. A search
+    samples a new target every trial; the table of the teacher is the same for all of them."""
     import dataclasses
 
-    return dataclasses.replace(config, **{layer_field: ()})
+    allocation = {"policy": "uniform", "target": None, "target_profile": None, "candidates": ()}
+    names = {f.name for f in dataclasses.fields(config)}
+    return dataclasses.replace(config, **{layer_field: ()}, **{k: v for k, v in allocation.items() if k in names})
 
 
 def _measure(technique: str, candidates: tuple[Any, ...], config: Any, ctx: ApplyContext, inputs: Any,

@@ -73,6 +73,9 @@ def test_the_table_is_measured_once_and_read_back_from_disk(monkeypatch: pytest.
 
     monkeypatch.setattr(sensitivity, "_measure", boom)
     assert run_trial(TrialSpec(_plan(0.2).to_dict(), PROFILES), task).status == "ok"
+    # another sampled target on another profile reads the same table: a search samples a new target every trial
+    again = run_trial(TrialSpec(_plan(0.1, "x86-avx512-vnni").to_dict(), PROFILES), task)
+    assert again.status == "ok", again.reason
 
 
 def test_unstructured_amounts_per_layer() -> None:
