@@ -163,3 +163,8 @@ def weights_read_by_parent(model: nn.Module) -> set[str]:
         if isinstance(parent, READS_CHILD_WEIGHTS)
         for cname, _ in parent.named_children()
     }
+
+
+def shape_key(model: nn.Module) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Every parameter's name and shape: what a per-architecture cache (prices, channel groups) is keyed on."""
+    return tuple((n, tuple(p.shape)) for n, p in model.named_parameters())

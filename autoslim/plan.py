@@ -76,5 +76,6 @@ def _describe_step(step: Step) -> str:
     c = step.config
     # The per-layer policy fields are shared by every technique that takes them (autoslim.techniques.per_layer).
     if getattr(c, "policy", "uniform") == "sensitivity":
-        text += f" (per layer, {c.target:.0%} of cost on {c.target_profile})" if c.target else " (per layer)"
+        of = "its input's cost" if getattr(c, "target_of", "teacher") == "input" else "cost"
+        text += f" (per layer, {c.target:.0%} of {of} on {c.target_profile})" if c.target else " (per layer)"
     return text

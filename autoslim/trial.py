@@ -32,7 +32,7 @@ from autoslim.cost.measure import measure_latency_ms
 from autoslim.evaluate import NotFiniteError, score
 from autoslim.nn_utils import to_device
 from autoslim.plan import CompressionPlan, Step
-from autoslim.policy.resolve import resolve_step, wants_policy
+from autoslim.policy.resolve import resolve_built, wants_policy
 from autoslim.tasks import Task
 from autoslim.techniques import ApplyContext, InfeasibleError, StoppedEarly, get_technique
 from autoslim.techniques.qat import strip_fake_quant
@@ -173,12 +173,16 @@ def build_model(
         if step.technique in skip:
             continue
         later[:] = [s for s in plan.steps[i + 1 :] if s.technique not in skip and not _fine_tunes(s)]
-        step = built[i] = resolve_step(step, model, ctx)
-        with ExitStack() as wrappers:
-            if _fine_tunes(step):
-                for wrap, config in _wrappers_after(plan.steps, i):
-                    wrappers.enter_context(wrap(model, config, ctx))
-            model = get_technique(step.technique).apply(model, step.config, ctx)
+        step, ready = resolve_built(step, model, ctx)  # ready: resolving built the step's model already
+        built[i] = step
+        if ready is not None and not _fine_tunes(step):
+            model = ready
+        else:
+            with ExitStack() as wrappers:
+                if _fine_tunes(step):
+                    for wrap, config in _wrappers_after(plan.steps, i):
+                        wrappers.enter_context(wrap(model, config, ctx))
+                model = get_technique(step.technique).apply(model, step.config, ctx)
         if on_step is not None:
             on_step(step.technique, model)
     if any(wants_policy(s) for s in plan.steps):
@@ -218,8 +222,8 @@ def _preview(model: nn.Module, steps: Sequence[Step], ctx: ApplyContext) -> nn.M
     with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
         preview = strip_fake_quant(copy.deepcopy(model))
         for step in steps:
-            step = resolve_step(step, preview, scratch)
-            preview = get_technique(step.technique).apply(preview, step.config, scratch)
+            step, ready = resolve_built(step, preview, scratch)
+            preview = ready if ready is not None else get_technique(step.technique).apply(preview, step.config, scratch)
     return preview.eval()
 
 

@@ -65,7 +65,7 @@ def uniform_space():
     """The default space with every ``policy`` / ``target`` line (and recipe) removed: what the search was before."""
     data = yaml.safe_load(default_space_path().read_text())
     for body in data["techniques"].values():
-        for key in ("policy", "target", "target_profiles"):
+        for key in ("policy", "target", "target_profiles", "target_of"):
             (body or {}).pop(key, None)
     # and without the recipes that ask for a policy
     data["recipes"] = [r for r in data.get("recipes", []) if not any("policy" in (p or {}) for p in r.values())]

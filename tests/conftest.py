@@ -188,3 +188,19 @@ def repo_root_on_path(monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def space_file(tmp_path: Path) -> Path:
     return write_space(tmp_path / "tiny_space.yaml")
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache folder of the test's own (sensitivity tables, teachers): nothing read from or left in the user's."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("AUTOSLIM_CACHE", str(root))
+    return root
+
+
+def resnet18_with_ctx() -> tuple[nn.Module, ApplyContext]:
+    """torchvision's ResNet-18 as its authors wrote it (CIFAR-sized input), with a context to apply techniques."""
+    from autoslim.tasks.zoo.resnet18 import resnet18
+
+    torch.manual_seed(0)
+    return resnet18(num_classes=10).eval(), ApplyContext(example_inputs=torch.randn(2, 3, 32, 32))

@@ -1,10 +1,11 @@
 """Turn a step's ``policy: sensitivity`` into concrete per-layer settings, on the model the step receives.
 
-The step's config names a ``target`` (a share of the uncompressed teacher's cost on ``target_profile``'s objective:
-the whole model's cost after the step is allocated to stay under it, whatever earlier steps already removed) and
-the candidate values. The resolver reads the technique's sensitivity table (teacher, once per
-task), prices every layer at every candidate on that profile with the cost model (the layer's stats as the
-technique's ``restat`` says the candidate leaves them), and lets :func:`autoslim.policy.allocate.allocate` choose.
+The step's config names a ``target`` (a share of the uncompressed teacher's cost on ``target_profile``'s objective,
+or with ``target_of: input`` of the cost of the model the step receives: the whole model's cost after the step is
+allocated to stay under it) and the candidate values. The resolver reads the technique's sensitivity table
+(teacher, once per task), prices every layer at every candidate on that profile with the cost model (the layer's
+stats as the technique's ``restat`` says the candidate leaves them), and lets :func:`autoslim.policy.allocate.allocate`
+choose.
 The resolved config carries the per-layer values in the technique's ``layer_field``, so the plan a trial records is
 the one it built: it round-trips to JSON and rebuilds bit for bit without the table.
 
@@ -29,10 +30,16 @@ from torch import nn
 from autoslim.cost.estimate import cost_from_stats, layer_cost, weight_storage_bits
 from autoslim.cost.layers import LayerStats, layer_stats, other_param_bits
 from autoslim.cost.profiles import HardwareProfile
-from autoslim.nn_utils import weight_layers
+from autoslim.nn_utils import shape_key, weight_layers
 from autoslim.plan import Step
 from autoslim.policy.allocate import allocate
-from autoslim.policy.sensitivity import SensitivityTable, perturbed, sensitivity_table, table_units
+from autoslim.policy.sensitivity import (
+    SensitivityTable,
+    neutral_config,
+    perturbed,
+    sensitivity_table,
+    table_units,
+)
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, get_technique
 
 FLOOR_SLACK = 0.01
@@ -50,8 +57,15 @@ def wants_policy(step: Step) -> bool:
 
 def resolve_step(step: Step, model: nn.Module, ctx: ApplyContext) -> Step:
     """``step`` with its per-layer settings allocated (unchanged when it asks for no policy or is resolved)."""
+    return resolve_built(step, model, ctx)[0]
+
+
+def resolve_built(step: Step, model: nn.Module, ctx: ApplyContext) -> tuple[Step, nn.Module | None]:
+    """:func:`resolve_step`, and the model the resolved step makes of ``model`` where resolving had to build it
+    (allocations that reshape layers are built to be priced), so the caller need not apply the step again; None
+    where it did not. ``model`` itself is left as it is."""
     if not wants_policy(step):
-        return step
+        return step, None
     tech = get_technique(step.technique)
     policy = tech.layer_policy
     assert policy is not None
@@ -67,8 +81,8 @@ def resolve_step(step: Step, model: nn.Module, ctx: ApplyContext) -> Step:
     if not names:
         raise InfeasibleError(f"{step.technique}: no weight layer to allocate per-layer settings to")
     metric = profile.objective if profile.objective in ("model_bytes", "latency_ms") else "latency_ms"
-    fixed, cached = _fixed_cost(model, stats, names, profile, metric)
-    teacher = _teacher_cost(ctx, profile, metric)
+    fixed, cached, whole = _fixed_cost(model, stats, names, profile, metric)
+    teacher = whole if cfg.target_of == "input" else _teacher_cost(ctx, profile, metric)
     options = []
     for n in names:
         row = _row(table, n)
@@ -83,23 +97,24 @@ def resolve_step(step: Step, model: nn.Module, ctx: ApplyContext) -> Step:
     result = allocate(options, max(budget, 0.0))
     chosen = tuple((n, candidates[c]) for n, c in zip(names, result.choice, strict=True))
     ctx.notes[f"{step.technique}.policy"] = {
-        "profile": profile.name, "objective": metric, "target": cfg.target,
+        "profile": profile.name, "objective": metric, "target": cfg.target, "target_of": cfg.target_of,
         "fits": result.fits and cfg.target * teacher >= cheapest,
         "cost_share": (result.cost + fixed) / teacher if teacher else None, "loss": result.loss,
         "counts": {str(k): v for k, v in sorted(Counter(v for _, v in chosen).items(), key=lambda kv: str(kv[0]))},
         "table_seconds": table.seconds, "loss_kind": table.loss_kind,
     }  # fmt: skip
-    return Step(step.technique, dataclasses.replace(cfg, **{policy.layer_field: chosen}))
+    return Step(step.technique, dataclasses.replace(cfg, **{policy.layer_field: chosen})), None
 
 
 def _resolve_units(step: Step, model: nn.Module, ctx: ApplyContext, profile: HardwareProfile,
-                   candidates: tuple[Any, ...], table: SensitivityTable) -> Step:  # fmt: skip
+                   candidates: tuple[Any, ...], table: SensitivityTable) -> tuple[Step, nn.Module | None]:  # fmt: skip
     """Allocation for a technique whose values reshape several layers (channel widths): each (unit, value) is
     priced on the whole model with only that unit changed, and the savings are taken as additive. They are not
     quite (a layer between two narrowed groups loses ``a + b - ab`` of its work, not ``a + b``), so each allocation
     is built and priced, and the estimated budget is bisected for the largest one whose built model meets the
-    target (``CHECKS`` steps at most, after the cheapest and the straight allocation). Prices are cached per
-    process by the model's shapes: every trial that reaches the step with the same architecture reuses them."""
+    target (``CHECKS`` steps at most, after the cheapest and the straight allocation; an allocation met twice is
+    built once). Prices are cached per process by the model's shapes: every trial that reaches the step with the
+    same architecture reuses them. The chosen allocation's model is handed back, with the notes its build wrote."""
     tech = get_technique(step.technique)
     policy = tech.layer_policy
     assert policy is not None
@@ -116,41 +131,62 @@ def _resolve_units(step: Step, model: nn.Module, ctx: ApplyContext, profile: Har
         for n, row, m in zip(names, saved, most, strict=True)
     ]
     fixed = base - sum(most)
-    teacher = _teacher_cost(ctx, profile, metric)
+    reference = base if cfg.target_of == "input" else _teacher_cost(ctx, profile, metric)
+    built: dict[tuple[int, ...], _Built] = {}
 
-    def attempt(budget: float) -> tuple[Any, Any, float]:
-        """The allocation at ``budget`` (estimated), its resolved config, and what it really costs when built."""
+    def attempt(budget: float) -> _Built:
+        """The allocation at ``budget`` (estimated), built and priced (each distinct allocation once)."""
         result = allocate(options, max(budget, 0.0))
-        chosen = tuple((n, candidates[c]) for n, c in zip(names, result.choice, strict=True))
-        resolved = dataclasses.replace(cfg, **{policy.layer_field: chosen})
-        built = tech.apply(copy.deepcopy(model), resolved, ctx) if any(v for _, v in chosen) else model
-        return result, resolved, _whole_cost(built, ctx, profile, metric)
+        if result.choice not in built:
+            chosen = tuple((n, candidates[c]) for n, c in zip(names, result.choice, strict=True))
+            resolved = dataclasses.replace(cfg, **{policy.layer_field: chosen})
+            scratch = dataclasses.replace(ctx, notes={})  # only the chosen build's notes reach the trial
+            made = (
+                tech.apply(copy.deepcopy(model), resolved, scratch)
+                if any(v != policy.neutral for _, v in chosen)
+                else None
+            )
+            cost = _whole_cost(made if made is not None else model, ctx, profile, metric)
+            built[result.choice] = _Built(result.loss, resolved, made, cost, scratch.notes)
+        return built[result.choice]
 
     # The cheapest allocation, built: a target below it gets it plus 1% (as per-layer costs do above).
     found = cheapest = attempt(0.0)
-    goal = max(cfg.target * teacher, cheapest[2] * (1.0 + FLOOR_SLACK))
+    goal = max(cfg.target * reference, cheapest.cost * (1.0 + FLOOR_SLACK))
     lo, hi = 0.0, max(goal - fixed, 0.0)
     top = attempt(hi)
-    if top[2] <= goal:
+    if top.cost <= goal:
         found = top
     else:  # bisect the estimated budget on the built cost: the largest budget whose model is within the goal
         for _ in range(CHECKS):
             mid = (lo + hi) / 2
             trial = attempt(mid)
-            if trial[2] <= goal:
+            if trial.cost <= goal:
                 found, lo = trial, mid
             else:
                 hi = mid
-    result, resolved, real = found
-    chosen = getattr(resolved, policy.layer_field)
+    chosen = getattr(found.config, policy.layer_field)
+    ctx.notes.update(found.notes)
     ctx.notes[f"{step.technique}.policy"] = {
-        "profile": profile.name, "objective": metric, "target": cfg.target,
-        "fits": real <= cfg.target * teacher,
-        "cost_share": real / teacher if teacher else None, "loss": result.loss,
+        "profile": profile.name, "objective": metric, "target": cfg.target, "target_of": cfg.target_of,
+        "fits": found.cost <= cfg.target * reference,
+        "cost_share": found.cost / reference if reference else None, "loss": found.loss,
         "counts": {str(k): v for k, v in sorted(Counter(v for _, v in chosen).items(), key=lambda kv: str(kv[0]))},
-        "units": len(names), "table_seconds": table.seconds, "loss_kind": table.loss_kind,
+        "units": len(names), "builds": len(built), "table_seconds": table.seconds, "loss_kind": table.loss_kind,
     }  # fmt: skip
-    return Step(step.technique, resolved)
+    return Step(step.technique, found.config), found.model
+
+
+@dataclasses.dataclass
+class _Built:
+    """One allocation of :func:`_resolve_units`: its summed sensitivity, resolved config, built model (None:
+    every unit left as it was) with the notes its build wrote, and its whole cost on the target's profile."""
+
+    loss: float
+    config: Any
+    model: nn.Module | None
+    cost: float
+    notes: dict[str, Any]
 
 
 CHECKS = 4  # bisection steps on the budget when the additive estimate misses (each builds one model)
@@ -165,10 +201,11 @@ def _unit_savings(technique: str, model: nn.Module, names: list[str], candidates
     """``saved[unit][value]``: how much cheaper the whole model is with only that unit at that value (0 where the
     unit cannot take it). Each (unit, value) model is built once and priced on every profile of the search, so a
     trial allocating for another profile later reads its prices from the cache."""
-    shapes = tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
+    shapes = shape_key(model)
+    neutral = neutral_config(cfg, get_technique(technique).layer_policy.layer_field)  # type: ignore[union-attr]
 
     def key(p: HardwareProfile) -> str:
-        blob = repr((technique, _neutral(cfg), shapes, p.name, p.objective, candidates))
+        blob = repr((technique, neutral, shapes, p.name, p.objective, candidates))
         return "unit_savings:" + hashlib.sha256(blob.encode()).hexdigest()
 
     if key(profile) in ctx.cache:
@@ -191,11 +228,6 @@ def _unit_savings(technique: str, model: nn.Module, names: list[str], candidates
     for p, table in zip(profiles, saved, strict=True):
         ctx.cache[key(p)] = table
     return saved[0]
-
-
-def _neutral(cfg: Any) -> Any:
-    """``cfg`` without what the allocation decides (what prices depend on: importance, repair, ...)."""
-    return dataclasses.replace(cfg, target=None, target_profile=None, policy="uniform")
 
 
 def _teacher_cost(ctx: ApplyContext, profile: HardwareProfile, metric: str) -> float:
@@ -238,14 +270,16 @@ def _layer_cost(s: LayerStats, profile: HardwareProfile, metric: str, cached: bo
 
 
 def _fixed_cost(model: nn.Module, stats: dict[str, LayerStats], names: list[str], profile: HardwareProfile,
-                metric: str) -> tuple[float, bool]:  # fmt: skip
-    """The cost the allocation cannot change (biases, norms, layers it does not set), and whether weights stay in
-    cache (judged on the model as it enters the step: the allocation only shrinks it)."""
+                metric: str) -> tuple[float, bool, float]:  # fmt: skip
+    """The cost the allocation cannot change (biases, norms, layers it does not set), whether weights stay in
+    cache (judged on the model as it enters the step: the allocation only shrinks it), and the whole model's cost
+    as it enters (what a ``target_of: input`` target is a share of)."""
     from autoslim.cost.estimate import cost_from_stats
 
     whole = cost_from_stats(list(stats.values()), other_param_bits(model), profile)
     cached = profile.cache_bytes is not None and whole.model_bytes <= profile.cache_bytes
     others = [s for n, s in stats.items() if n not in set(names)]
+    entering = whole.objective(metric)
     if metric == "model_bytes":
-        return whole.model_bytes - sum(_layer_cost(stats[n], profile, metric, cached) for n in names), cached
-    return sum(_layer_cost(s, profile, metric, cached) for s in others), cached
+        return entering - sum(_layer_cost(stats[n], profile, metric, cached) for n in names), cached, entering
+    return sum(_layer_cost(s, profile, metric, cached) for s in others), cached, entering

@@ -101,7 +101,7 @@ def sensitivity_table(
     inputs = ctx.calibration_inputs if ctx.calibration_inputs is not None else ctx.example_inputs
     inputs = take(inputs, slice(0, SAMPLES))
     teacher = teacher_hash(ctx)
-    base_config = _neutral(config, policy.layer_field)
+    base_config = neutral_config(config, policy.layer_field)
     key = _key(teacher, technique, candidates, _inputs_signature(inputs), base_config)
     if f"sensitivity:{key}" in ctx.cache:
         cached: SensitivityTable = ctx.cache[f"sensitivity:{key}"]
@@ -115,13 +115,13 @@ def sensitivity_table(
     return table
 
 
-def _neutral(config: Any, layer_field: str) -> Any:
+def neutral_config(config: Any, layer_field: str) -> Any:
     """``config`` without its per-layer settings and without what only the allocation reads (the sampled target,
     its profile, the policy itself): what a perturbation starts from, and so what the table is keyed on. A search
     samples a new target every trial; the table of the teacher is the same for all of them."""
     import dataclasses
 
-    allocation = {"policy": "uniform", "target": None, "target_profile": None, "candidates": ()}
+    allocation = {"policy": "uniform", "target": None, "target_profile": None, "target_of": "teacher", "candidates": ()}
     names = {f.name for f in dataclasses.fields(config)}
     return dataclasses.replace(config, **{layer_field: ()}, **{k: v for k, v in allocation.items() if k in names})
 

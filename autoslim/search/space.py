@@ -29,7 +29,7 @@ import yaml
 
 from autoslim.search.rungs import Rungs, rungs_from_config
 from autoslim.techniques import get_technique, list_techniques
-from autoslim.techniques.per_layer import POLICIES
+from autoslim.techniques.per_layer import POLICIES, TARGETS_OF
 
 WHEN = ("optional", "always", "structural")
 
@@ -74,6 +74,7 @@ class TechniqueSpec:
     policies: tuple[str, ...] = ("uniform",)
     target: ParamSpec = DEFAULT_TARGET
     target_profiles: tuple[str, ...] = ()  # empty: any of the search's profiles
+    target_of: str = "teacher"  # what a sampled target is a share of: the teacher's cost, or the step's input's
 
     def candidates(self) -> tuple[Any, ...]:
         """The per-layer values a policy chooses among: the knob's choices, or a grid over its range."""
@@ -184,7 +185,7 @@ class SearchSpace:
         assert policy is not None
         out = {p: spec.sample(trial, f"{t.name}.{p}") for p, spec in t.params.items() if p != policy.knob}
         out.update(policy="sensitivity", target=t.target.sample(trial, f"{t.name}.target"),
-                   candidates=list(t.candidates()))  # fmt: skip
+                   target_of=t.target_of, candidates=list(t.candidates()))  # fmt: skip
         choices = t.profile_choices(profiles)
         if len(choices) > 1:
             out["target_profile"] = trial.suggest_categorical(f"{t.name}.target_profile", list(choices))
@@ -297,8 +298,8 @@ def space_from_dict(data: Any, *, source: str = "<space>") -> SearchSpace:
                 raise SpaceError(f"{where}.params.{p}: not a field of {name}; allowed: {sorted(allowed)}")
             params[p] = _param(f"{where}.params.{p}", v)
         _check_values(where, name, params)
-        policies, target, target_profiles = _policy(where, name, body)
-        specs.append((tech.order, TechniqueSpec(name, when, params, policies, target, target_profiles)))
+        policies, target, target_profiles, target_of = _policy(where, name, body)
+        specs.append((tech.order, TechniqueSpec(name, when, params, policies, target, target_profiles, target_of)))
     specs.sort(key=lambda x: x[0])
     profiles = data.get("profiles", [])
     if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
@@ -353,10 +354,10 @@ def _with_fixed(space: SearchSpace, recipes: list[dict[str, Any]]) -> tuple[dict
     return tuple(out)
 
 
-_TECHNIQUE_KEYS = ("params", "policy", "target", "target_profiles", "when")
+_TECHNIQUE_KEYS = ("params", "policy", "target", "target_of", "target_profiles", "when")
 
 
-def _policy(where: str, name: str, body: dict[str, Any]) -> tuple[tuple[str, ...], ParamSpec, tuple[str, ...]]:
+def _policy(where: str, name: str, body: dict[str, Any]) -> tuple[tuple[str, ...], ParamSpec, tuple[str, ...], str]:
     raw = body.get("policy", "uniform")
     policies = tuple(raw) if isinstance(raw, list) else (raw,)
     if not policies or any(p not in POLICIES for p in policies) or len(set(policies)) != len(policies):
@@ -365,10 +366,10 @@ def _policy(where: str, name: str, body: dict[str, Any]) -> tuple[tuple[str, ...
         with_policy = [n for n in list_techniques() if get_technique(n).layer_policy is not None]
         raise SpaceError(f"{where}.policy: {name} takes no per-layer policy; these do: {with_policy}")
     if "sensitivity" not in policies:
-        for key in ("target", "target_profiles"):
+        for key in ("target", "target_profiles", "target_of"):
             if key in body:
                 raise SpaceError(f"{where}.{key}: only meaningful with policy: sensitivity")
-        return policies, DEFAULT_TARGET, ()
+        return policies, DEFAULT_TARGET, (), "teacher"
     target = _param(f"{where}.target", body["target"]) if "target" in body else DEFAULT_TARGET
     lo = target.value if target.kind == "fixed" else target.low
     hi = target.value if target.kind == "fixed" else target.high
@@ -377,7 +378,12 @@ def _policy(where: str, name: str, body: dict[str, Any]) -> tuple[tuple[str, ...
     profiles = body.get("target_profiles", [])
     if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
         raise SpaceError(f"{where}.target_profiles: must be a list of profile names")
-    return policies, target, tuple(profiles)
+    target_of = body.get("target_of", "teacher")
+    if target_of not in TARGETS_OF:
+        raise SpaceError(
+            f"{where}.target_of: one of {list(TARGETS_OF)} (what the target is a share of), got {target_of!r}"
+        )
+    return policies, target, tuple(profiles), target_of
 
 
 _TOP_LEVEL = ("constraints", "description", "name", "objectives", "profiles", "recipes", "rungs", "techniques")

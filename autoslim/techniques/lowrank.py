@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from autoslim.nn_utils import execution_order, weight_layers, weights_read_by_parent
-from autoslim.techniques.per_layer import check_policy, describe_counts
+from autoslim.techniques.per_layer import check_policy, describe_counts, perturb_one
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, LayerPolicy, register
 
 
@@ -35,6 +35,7 @@ class LowRankConfig:
     policy: Literal["uniform", "sensitivity"] = "uniform"
     target: float | None = None
     target_profile: str | None = None
+    target_of: Literal["teacher", "input"] = "teacher"  # what ``target`` is a share of (per_layer.py)
     candidates: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
@@ -154,13 +155,9 @@ def _units(model: nn.Module, config: LowRankConfig, ctx: ApplyContext) -> list[s
     return out
 
 
-def _perturb(model: nn.Module, unit: str, ratio: float, config: LowRankConfig, ctx: ApplyContext) -> nn.Module:
-    only = dataclasses.replace(config, layer_ranks=((unit, ratio),), policy="uniform", target=None)
-    return apply(model, only, ctx)
-
-
 POLICY = LayerPolicy(knob="rank_ratio", layer_field="layer_ranks", candidates=(1.0, 0.5, 0.3, 0.2, 0.1),
-                     perturb=_perturb, units=_units, neutral=1.0)  # fmt: skip
+                     perturb=perturb_one("factorize.lowrank", "layer_ranks"), units=_units,
+                     neutral=1.0)  # fmt: skip
 
 
 @register("factorize.lowrank", LowRankConfig, order=30, role="structural", describe=describe, layer_policy=POLICY)

@@ -2,7 +2,9 @@
 
 A config that takes per-layer settings has ``policy`` (``uniform``: one value for every layer, as before;
 ``sensitivity``: allocated per layer by :mod:`autoslim.policy` at trial time), ``target`` (the share of the uncompressed
-teacher's cost the model after the step may have, on ``target_profile``'s objective), ``candidates`` (the values the
+teacher's cost the model after the step may have, on ``target_profile``'s objective), ``target_of`` (``teacher``, the
+default, or ``input``: the target is a share of the cost of the model the step receives, so "halve what the
+earlier steps left" is one target whatever they removed), ``candidates`` (the values the
 allocator may give a layer) and one per-layer field (``layer_bits``, ``layer_amounts``) that holds the outcome as
 ``((layer name, value), ...)``. A config whose per-layer field is set is applied as written, whatever ``policy``
 says: that is how a resolved plan rebuilds bit for bit without the sensitivity table.
@@ -10,10 +12,12 @@ says: that is how a resolved plan rebuilds bit for bit without the sensitivity t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 POLICIES = ("uniform", "sensitivity")
+TARGETS_OF = ("teacher", "input")  # what a target is a share of
 
 
 def normalise_layers(value: Any, field: str, check: Callable[[Any], Any]) -> tuple[tuple[str, Any], ...]:
@@ -46,6 +50,8 @@ def check_policy(config: Any, field: str, check: Callable[[Any], Any]) -> None:
         raise ValueError(f"target must be a share of the cost in (0, 1], got {config.target!r}")
     if config.policy == "sensitivity" and config.target is None and not getattr(config, field):
         raise ValueError("policy 'sensitivity' needs a target (a share of the teacher's cost, e.g. 0.05)")
+    if config.target_of not in TARGETS_OF:
+        raise ValueError(f"target_of must be one of {TARGETS_OF}, got {config.target_of!r}")
     if config.target_profile is not None and not isinstance(config.target_profile, str):
         raise ValueError(f"target_profile must be a profile name, got {config.target_profile!r}")
 
@@ -59,3 +65,16 @@ def describe_counts(pairs: tuple[tuple[str, Any], ...], fmt: Callable[[Any], str
     parts = [f"{fmt(v)} on {n} {noun}{'s' if n != 1 else ''}" if i == 0 else f"{fmt(v)} on {n}"
              for i, (v, n) in enumerate(ranked)]  # fmt: skip
     return ", ".join(parts)
+
+
+def perturb_one(technique: str, layer_field: str, **fixed: Any) -> Callable[..., Any]:
+    """A ``LayerPolicy.perturb`` for a technique whose per-layer field applies as written: the technique applied
+    with only ``unit`` at ``value`` (and ``fixed`` fields, e.g. a uniform ratio of 0 so nothing else moves)."""
+
+    def perturb(model: Any, unit: str, value: Any, config: Any, ctx: Any) -> Any:
+        from autoslim.techniques.registry import get_technique  # the registry imports the techniques
+
+        only = dataclasses.replace(config, **fixed, **{layer_field: ((unit, value),)}, policy="uniform", target=None)
+        return get_technique(technique).apply(model, only, ctx)
+
+    return perturb

@@ -31,7 +31,6 @@ model is never touched by it.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
-from autoslim.nn_utils import batch_size_of, call_model, eval_forward, execution_order, output_shape, take
+from autoslim.nn_utils import batch_size_of, call_model, eval_forward, execution_order, output_shape, shape_key, take
 from autoslim.techniques._tp_support import (
     LSTMHiddenPruner,
     head_groups,
@@ -53,7 +52,7 @@ from autoslim.techniques._tp_support import (
     update_hf_config,
     update_hf_head_counts,
 )
-from autoslim.techniques.per_layer import check_policy, describe_counts
+from autoslim.techniques.per_layer import check_policy, describe_counts, perturb_one
 from autoslim.techniques.registry import ApplyContext, InfeasibleError, LayerPolicy, register
 
 Importance = Literal["l1", "l2", "bn_scale", "taylor", "activation"]
@@ -98,6 +97,7 @@ class StructuredPruneConfig:
     policy: Literal["uniform", "sensitivity"] = "uniform"
     target: float | None = None
     target_profile: str | None = None
+    target_of: Literal["teacher", "input"] = "teacher"  # what ``target`` is a share of (per_layer.py)
     candidates: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
@@ -614,8 +614,7 @@ def _units(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) -
     ``layer_ratios`` keys on. Groups the output layer belongs to, the HF residual stream, and head groups when no
     heads may go are left out; a group whose width the forward pins is listed (it cannot take any ratio, which
     its sensitivity row says). One trace per architecture and process."""
-    shapes = tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
-    blob = repr((shapes, config.round_to, _head_ratio(config), config.global_pruning))
+    blob = repr((shape_key(model), config.round_to, _head_ratio(config), config.global_pruning))
     key = "prune.structured.units:" + hashlib.sha256(blob.encode()).hexdigest()
     if key not in ctx.cache:
         order = execution_order(model, ctx.example_inputs)
@@ -634,15 +633,10 @@ def _units(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) -
     return list(ctx.cache[key])
 
 
-def _perturb(model: nn.Module, unit: str, ratio: float, config: StructuredPruneConfig, ctx: ApplyContext) -> nn.Module:
-    """``model`` with only the group rooted at ``unit`` narrowed by ``ratio`` (every other group keeps its width)."""
-    only = dataclasses.replace(config, ratio=0.0, layer_ratios=((unit, ratio),), policy="uniform", target=None)
-    return apply(model, only, ctx)
-
-
 # up to 85%: a wide classifier input or FFN is often barely sensitive, and the heaviest ratio is where its bytes go
 POLICY = LayerPolicy(knob="ratio", layer_field="layer_ratios", candidates=(0.0, 0.2, 0.35, 0.5, 0.7, 0.85),
-                     perturb=_perturb, units=_units, neutral=0.0)  # fmt: skip
+                     perturb=perturb_one("prune.structured", "layer_ratios", ratio=0.0), units=_units,
+                     neutral=0.0)  # fmt: skip
 
 
 def describe(c: StructuredPruneConfig) -> str:

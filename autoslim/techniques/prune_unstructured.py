@@ -42,6 +42,7 @@ class UnstructuredPruneConfig:
     policy: Literal["uniform", "sensitivity"] = "uniform"
     target: float | None = None
     target_profile: str | None = None
+    target_of: Literal["teacher", "input"] = "teacher"  # what ``target`` is a share of (per_layer.py)
     candidates: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:

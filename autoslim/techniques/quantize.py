@@ -82,6 +82,7 @@ class QuantizeConfig:
     policy: Literal["uniform", "sensitivity"] = "uniform"
     target: float | None = None
     target_profile: str | None = None
+    target_of: Literal["teacher", "input"] = "teacher"  # what ``target`` is a share of (per_layer.py)
     candidates: tuple[int, ...] = ()
     # Embedding tables (nn.Embedding / nn.EmbeddingBag), weight-only on a per-row symmetric grid; None keeps them
     # fp32. 8 by default, as onnxruntime's static int8 quantizes Gather tables too: half of a BERT-style sentence

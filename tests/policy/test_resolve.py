@@ -17,9 +17,7 @@ from tests.tiny_task import tiny_task
 PROFILES = tuple(builtin_profiles()[n] for n in ("mcu-cortex-m7", "x86-avx512-vnni"))
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUTOSLIM_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def _plan(target: float, profile: str = "mcu-cortex-m7", technique: str = "quantize") -> CompressionPlan:
@@ -111,3 +109,55 @@ def test_an_allocation_of_zeros_everywhere_leaves_the_model_as_it_was() -> None:
     assert result.status == "ok", result.reason
     amounts = dict(CompressionPlan.from_dict(result.plan).steps[0].config.layer_amounts)
     assert set(amounts.values()) == {0.0}
+
+
+def _after_pruning(step: dict) -> CompressionPlan:
+    """Half the channels pruned uniformly, then ``step``: a per-layer step that receives an already smaller model."""
+    first = {"technique": "prune.structured", "config": {"ratio": 0.5}}
+    return CompressionPlan.from_dict({"steps": [first, step]})
+
+
+def _mcu_bytes(plan: CompressionPlan) -> float:
+    result = run_trial(TrialSpec(plan.to_dict(), PROFILES), tiny_task())
+    assert result.status == "ok", result.reason
+    return float(result.costs["mcu-cortex-m7"]["model_bytes"])
+
+
+def test_a_target_of_the_input_is_a_share_of_what_earlier_steps_left() -> None:
+    # 25% of the teacher's bytes is met by the pruning and w8 alone (no step would change); 25% of the pruned
+    # model's bytes needs fewer bits on some layers.
+    pruned = _mcu_bytes(_after_pruning({"technique": "prune.structured", "config": {"ratio": 0.0}}))
+    q = {"policy": "sensitivity", "target": 0.25, "target_profile": "mcu-cortex-m7", "candidates": [2, 4, 8]}
+    task = tiny_task()
+    runs = {}
+    for of in ("teacher", "input"):
+        plan = _after_pruning({"technique": "quantize", "config": {**q, "target_of": of}})
+        runs[of] = run_trial(TrialSpec(plan.to_dict(), PROFILES), task)
+        assert runs[of].status == "ok", runs[of].reason
+    bits = {of: dict(CompressionPlan.from_dict(r.plan).steps[1].config.layer_bits) for of, r in runs.items()}
+    assert set(bits["teacher"].values()) == {8} and min(bits["input"].values()) < 8
+    assert runs["input"].costs["mcu-cortex-m7"]["model_bytes"] <= 0.25 * pruned * 1.001
+    note = runs["input"].notes["quantize.policy"]
+    assert note["target_of"] == "input" and note["fits"] and note["cost_share"] <= 0.25 * 1.001
+    assert "of its input's cost" in CompressionPlan.from_dict(runs["input"].plan).describe()
+
+
+def test_a_channel_target_of_the_input_is_met_on_the_built_model() -> None:
+    # units path (channel groups are priced on whole built models): a second structured step takes 60% of what the
+    # first one left, and the trial's model is the one the resolver built (not pruned a second time)
+    pruned = _mcu_bytes(_after_pruning({"technique": "prune.structured", "config": {"ratio": 0.0}}))
+    step = {"policy": "sensitivity", "target": 0.6, "target_profile": "mcu-cortex-m7", "target_of": "input"}
+    plan = _after_pruning({"technique": "prune.structured", "config": step})
+    result = run_trial(TrialSpec(plan.to_dict(), PROFILES), tiny_task())
+    assert result.status == "ok", result.reason
+    got = result.costs["mcu-cortex-m7"]["model_bytes"]
+    assert 0.3 * pruned < got <= 0.6 * pruned * 1.001
+    assert result.notes["prune.structured.policy"]["builds"] >= 2
+    # the model resolving built (the trial's) is the one the recorded plan rebuilds, weight for weight
+    task = tiny_task()
+    built, ctx = build_model(plan, task, profiles=PROFILES)
+    rebuilt, _ = build_model(CompressionPlan.from_dict(ctx.notes["resolved_plan"]), task)
+    assert ctx.notes["resolved_plan"] == result.plan
+    assert all(
+        torch.equal(x, y) for x, y in zip(built.state_dict().values(), rebuilt.state_dict().values(), strict=True)
+    )

@@ -20,9 +20,7 @@ from tests.conftest import TINY_PROFILES, TINY_SPACE, TINY_TASK, write_space
 pytestmark = pytest.mark.usefixtures("repo_root_on_path")
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUTOSLIM_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def test_per_layer_and_uniform_trials_share_a_study_and_export(tmp_path: Path) -> None:

@@ -37,6 +37,15 @@ def test_both_policies_are_sampled_and_a_sensitivity_trial_gets_target_profile_a
     assert {"quantize.policy", "quantize.target", "quantize.target_profile", "quantize.weight_bits"} <= set(dists)
 
 
+def test_target_of_reaches_every_sensitivity_trial() -> None:
+    space = _space(policy="sensitivity", target={"float": [0.1, 0.4]}, target_of="input")
+    steps = space.sample(optuna.create_study().ask(), PROFILES)
+    assert steps["quantize"]["target_of"] == "input"
+    assert _space(policy="sensitivity").sample(optuna.create_study().ask(), PROFILES)["quantize"]["target_of"] == (
+        "teacher"
+    )
+
+
 def test_target_profiles_restrict_the_profile_and_a_float_knob_becomes_a_grid() -> None:
     space = space_from_dict({"techniques": {"prune.unstructured": {
         "when": "always", "policy": "sensitivity", "target_profiles": ["mcu-cortex-m7"],
@@ -53,6 +62,8 @@ def test_target_profiles_restrict_the_profile_and_a_float_knob_becomes_a_grid() 
         ({"policy": "uniform", "target": 0.2}, "techniques.quantize.target"),
         ({"policy": "sensitivity", "target": {"float": [0.1, 2.0]}}, "techniques.quantize.target"),
         ({"policy": "sensitivity", "target_profiles": "mcu"}, "techniques.quantize.target_profiles"),
+        ({"policy": "sensitivity", "target_of": "student"}, "techniques.quantize.target_of"),
+        ({"policy": "uniform", "target_of": "input"}, "techniques.quantize.target_of"),
     ],
 )
 def test_bad_policy_fields_are_named(body: dict, field: str) -> None:

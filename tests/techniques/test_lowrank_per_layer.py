@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -12,12 +10,10 @@ from torch import nn
 from autoslim.cost import builtin_profiles
 from autoslim.plan import CompressionPlan
 from autoslim.search.space import space_from_dict
-from autoslim.tasks.zoo.resnet18 import resnet18
 from autoslim.techniques import get_technique
 from autoslim.techniques.lowrank import LowRankConfig
-from autoslim.techniques.registry import ApplyContext
 from autoslim.trial import TrialSpec, build_model, run_trial
-from tests.conftest import apply, n_params
+from tests.conftest import apply, n_params, resnet18_with_ctx
 from tests.tiny_task import tiny_task
 
 POLICY = get_technique("factorize.lowrank").layer_policy
@@ -25,18 +21,11 @@ MCU = "mcu-cortex-m7"
 PROFILES = tuple(builtin_profiles()[n] for n in (MCU, "x86-avx512-vnni"))
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUTOSLIM_CACHE", str(tmp_path / "cache"))
-
-
-def _resnet() -> tuple[nn.Module, ApplyContext]:
-    torch.manual_seed(0)
-    return resnet18(num_classes=10).eval(), ApplyContext(example_inputs=torch.randn(2, 3, 32, 32))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def test_resnet18_units_leave_out_the_output_layer_and_each_named_layer_takes_its_own_rank() -> None:
-    model, ctx = _resnet()
+    model, ctx = resnet18_with_ctx()
     assert POLICY is not None and POLICY.units is not None
     units = POLICY.units(model, LowRankConfig(), ctx)
     assert "fc" not in units and "layer1.0.conv1" in units and "layer4.1.conv2" in units
@@ -50,7 +39,7 @@ def test_resnet18_units_leave_out_the_output_layer_and_each_named_layer_takes_it
 
 
 def test_an_allocation_that_keeps_every_layer_returns_the_model_and_bad_ratios_name_the_field() -> None:
-    model, ctx = _resnet()
+    model, ctx = resnet18_with_ctx()
     assert apply("factorize.lowrank", model, ctx, layer_ranks={"layer1.0.conv1": 1.0}) is model
     with pytest.raises(ValueError, match="layer_ranks"):
         LowRankConfig(layer_ranks={"fc": 0.0})  # type: ignore[arg-type]

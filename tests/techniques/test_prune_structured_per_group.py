@@ -4,23 +4,19 @@ whose flatten width is written in code, and end to end on a trained tiny task.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import transformers
-from torch import nn
 
 from autoslim.cost import builtin_profiles
 from autoslim.data import TensorData
 from autoslim.plan import CompressionPlan
 from autoslim.policy import sensitivity
-from autoslim.tasks.zoo.resnet18 import resnet18
 from autoslim.techniques import get_technique
 from autoslim.techniques.prune_structured import StructuredPruneConfig
 from autoslim.techniques.registry import ApplyContext
 from autoslim.trial import TrialSpec, build_model, run_trial
-from tests.conftest import apply, n_params
+from tests.conftest import apply, n_params, resnet18_with_ctx
 from tests.techniques.test_prune_structured_real import _vgg
 from tests.tiny_task import tiny_task
 
@@ -29,18 +25,11 @@ MCU = "mcu-cortex-m7"
 PROFILES = tuple(builtin_profiles()[n] for n in (MCU, "x86-avx512-vnni"))
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUTOSLIM_CACHE", str(tmp_path / "cache"))
-
-
-def _resnet() -> tuple[nn.Module, ApplyContext]:
-    torch.manual_seed(0)
-    return resnet18(num_classes=10).eval(), ApplyContext(example_inputs=torch.randn(2, 3, 32, 32))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def test_resnet18_units_are_its_channel_groups_and_one_ratio_narrows_only_that_group() -> None:
-    model, ctx = _resnet()
+    model, ctx = resnet18_with_ctx()
     assert POLICY is not None and POLICY.units is not None
     units = POLICY.units(model, StructuredPruneConfig(), ctx)
     # four residual streams (one per stage, shared by its blocks and downsample) + one inner width per block
@@ -55,7 +44,7 @@ def test_resnet18_units_are_its_channel_groups_and_one_ratio_narrows_only_that_g
 
 
 def test_a_residual_stream_ratio_narrows_every_member_of_its_group() -> None:
-    model, ctx = _resnet()
+    model, ctx = resnet18_with_ctx()
     units = POLICY.units(model, StructuredPruneConfig(), ctx)  # type: ignore[union-attr]
     assert "layer3.0.downsample.0" in units and "layer3.0.conv2" not in units  # one name per stream
     out = apply("prune.structured", model, ctx, layer_ratios={"layer3.0.downsample.0": 0.25, "layer1.0.conv1": 0.5})
@@ -66,7 +55,7 @@ def test_a_residual_stream_ratio_narrows_every_member_of_its_group() -> None:
 
 
 def test_a_zero_allocation_leaves_the_model_and_names_are_checked() -> None:
-    model, ctx = _resnet()
+    model, ctx = resnet18_with_ctx()
     assert apply("prune.structured", model, ctx, layer_ratios={"layer1.0.conv1": 0.0}) is model
     from autoslim.techniques import InfeasibleError
 
