@@ -1,6 +1,7 @@
 """Per-layer policies vs uniform settings on the default task, and the sensitivity table behind them.
 
     python benchmarks/policies.py [--seeds 5] [--uniform-seeds 3] [--budget 50] [--workers 2] [--only table]
+    python benchmarks/policies.py --zoo zoo-resnet18,zoo-bert-cls [--zoo-seeds 3] [--zoo-budget 30]
 
 1. The sensitivity table of the default task (quantize bits, unstructured amounts, structured ratios per channel
    group), measured cold: seconds.
@@ -15,8 +16,9 @@
 
 5. ``--zoo zoo-resnet18,zoo-bert-cls``: per zoo model, its built-in space (as benchmarks/real_models.py picks it)
    as shipped (uniform) and with ``policy: [uniform, sensitivity]`` on ``quantize`` (the knob's choices as
-   candidates), ``prune.structured`` (a ratio per channel group) and ``factorize.lowrank`` (a rank per layer), the
-   last two allocated for any of the space's profiles; same budget (12), ``--zoo-seeds`` seeds (3): hypervolume
+   candidates, allocated for the bytes profile), ``prune.structured`` (a ratio per channel group) and
+   ``factorize.lowrank`` (a rank per layer), the last two allocated for any of the space's profiles, every target a
+   share of what the step receives; same budget (``--zoo-budget``, 30), ``--zoo-seeds`` seeds (3): hypervolume
    and best reduction within 1 pp per profile and seed.
 
 Writes results/benchmarks/policies.csv (searches), policies_table.csv (table, proxy, allocator), policies_zoo.csv
@@ -95,9 +97,10 @@ def search_rows(df: pd.DataFrame, profiles: list, label: str, seed: int, wall: f
 def searches(args: argparse.Namespace) -> pd.DataFrame:
     space = load_space(default_space_path())
     profiles = [get_profile(n) for n in space.profiles]
-    csv = OUT / "policies.csv"
+    csv = OUT / args.csv
     rows: list[dict] = []
-    plan = [("per-layer", space, s) for s in range(args.seeds)]
+    seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else range(args.seeds)
+    plan = [("per-layer", space, s) for s in seeds]
     plan += [("uniform", uniform_space(), s) for s in range(args.uniform_seeds)]
     for label, sp, seed in plan:
         name = f"{label}-s{seed}"
@@ -231,11 +234,16 @@ def zoo(models: list[str], budget: int, workers: int, seeds: int = 1) -> pd.Data
         data = yaml.safe_load((SPACES / f"{name}.yaml").read_text())
         profiles = profiles_for(name)
         per_layer = copy.deepcopy(data)
-        per_layer["techniques"]["quantize"] |= {"policy": ["uniform", "sensitivity"],
-                                                "target": {"float": [0.01, 0.3], "log": True}}  # fmt: skip
+        # Every target is a share of what the step receives (target_of: input), so a step after a cut or a pruning
+        # still has work to do. Bits are allocated for the bytes profiles only: on the int8 CPUs and GPUs the cost
+        # model gives weights below 8 bits no faster kernel, so a latency target would allocate int8 everywhere.
+        by_bytes = [p.name for p in profiles if p.objective == "model_bytes"] or [p.name for p in profiles]
+        per_layer["techniques"]["quantize"] |= {"policy": ["uniform", "sensitivity"], "target_of": "input",
+                                                "target": {"float": [0.06, 0.26], "log": True},
+                                                "target_profiles": by_bytes}  # fmt: skip
         for tech in ("prune.structured", "factorize.lowrank"):  # the latency levers, for any profile's target
             if tech in per_layer["techniques"]:
-                per_layer["techniques"][tech] |= {"policy": ["uniform", "sensitivity"],
+                per_layer["techniques"][tech] |= {"policy": ["uniform", "sensitivity"], "target_of": "input",
                                                   "target": {"float": [0.1, 0.8], "log": True}}  # fmt: skip
         for seed, (label, body) in itertools.product(range(seeds), (("uniform", data), ("per-layer", per_layer))):
             study = f"{model}-{label}-s{seed}"
@@ -256,15 +264,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--uniform-seeds", type=int, default=3)
+    ap.add_argument("--seed-list", default=None, help="comma-separated seeds of the per-layer space (pilots)")
+    ap.add_argument("--csv", default="policies.csv", help="file name under results/benchmarks/ for the searches")
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", choices=("table", "search"), default=None)
     ap.add_argument("--zoo", default=None, help="comma-separated zoo models: run only the zoo comparison")
     ap.add_argument("--zoo-seeds", type=int, default=3, help="sampler seeds per zoo model and space")
+    ap.add_argument("--zoo-budget", type=int, default=30, help="trials per zoo search (recipes and baseline included)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.zoo:
-        df = zoo(args.zoo.split(","), 12, args.workers, args.zoo_seeds)
+        df = zoo(args.zoo.split(","), args.zoo_budget, args.workers, args.zoo_seeds)
         print(df.pivot_table(index=["model", "profile"], columns="space", values=["hypervolume", "best_1pp_x"]))
         return
     if args.only != "search":

@@ -342,13 +342,18 @@ def _rungs(source: str, raw: Any) -> Rungs | None:
 def _with_fixed(space: SearchSpace, recipes: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], ...]:
     """Each recipe with its techniques' fixed space values beneath what it writes: a space-wide setting such as
     KD's ``epochs_per_removed`` or ``min_epoch_steps`` holds for the hand recipes too (without it, the cnn space's
-    mild-prune recipe got 21 KD steps per epoch and lost 2 pp on MobileNetV2), while what a recipe writes wins."""
+    mild-prune recipe got 21 KD steps per epoch and lost 2 pp on MobileNetV2), while what a recipe writes wins.
+    A recipe step with ``policy: sensitivity`` also gets the space's ``target_of`` and candidates, as a sampled one
+    does: a share of the step's input in the space is one in its recipes too."""
     by_name = {t.name: t for t in space.techniques}
     out = []
     for recipe in recipes:
         filled = {}
         for name, params in recipe.items():
-            fixed = {p: spec.value for p, spec in by_name[name].params.items() if spec.kind == "fixed"}
+            t = by_name[name]
+            fixed = {p: spec.value for p, spec in t.params.items() if spec.kind == "fixed"}
+            if (params or {}).get("policy") == "sensitivity":
+                fixed |= {"target_of": t.target_of, "candidates": list(t.candidates())}
             filled[name] = {**fixed, **dict(params or {})}
         out.append(filled)
     return tuple(out)

@@ -45,7 +45,7 @@ def test_default_space_loads() -> None:
         "cut.blocks", "prune.structured", "prune.unstructured", "distill.kd", "quantize",
     ]  # fmt: skip
     assert space.profiles == ("gpu-a100", "x86-avx512-vnni", "arm-cortex-a76", "mcu-cortex-m7")
-    assert len(space.recipes) == 3
+    assert len(space.recipes) == 4
     when = {t.name: t.when for t in space.techniques}
     assert when["distill.kd"] == "structural" and when["quantize"] == "optional"
     kd = next(t for t in space.techniques if t.name == "distill.kd")

@@ -84,3 +84,14 @@ def test_a_sensitivity_recipe_maps_back_to_its_params() -> None:
     params = space.recipe_params(space.recipes[0])
     assert params == {"quantize": True, "quantize.policy": "sensitivity", "quantize.target": 0.2,
                       "quantize.target_profile": "mcu-cortex-m7"}  # fmt: skip
+
+
+def test_a_sensitivity_recipe_takes_the_spaces_target_of_and_candidates() -> None:
+    # (a recipe that ran with a share of the teacher where the space samples shares of the input stayed at w8)
+    recipe = {"quantize": {"policy": "sensitivity", "target": 0.14, "target_profile": "mcu-cortex-m7"}}
+    space = space_from_dict({"techniques": {"quantize": {
+        "policy": ["uniform", "sensitivity"], "target_of": "input", "params": {"weight_bits": {"choice": [2, 4, 8]}}}},
+        "recipes": [recipe, {"quantize": {"weight_bits": 4}}]})  # fmt: skip
+    step = space.recipes[0]["quantize"]
+    assert step["target_of"] == "input" and step["candidates"] == [2, 4, 8] and step["target"] == 0.14
+    assert "target_of" not in space.recipes[1]["quantize"]  # a uniform recipe step gets no policy fields
