@@ -45,6 +45,8 @@ def test_per_layer_and_uniform_trials_share_a_study_and_export(tmp_path: Path) -
     assert "quantize" in results.study.user_attrs["sensitivity"]
     assert (tmp_path / "results" / "s" / "sensitivity_quantize.csv").exists()
     assert "Per-layer sensitivity" in build_html(results)
+    # the tiny task scores 128 validation samples: one sample is 0.78 pp, so the tolerance admits one (the 0.5 pp
+    # default is checked on the default task's 6,000 samples, benchmarks/mixed_precision_onnx.py)
     exported = export_trial(tmp_path / "results" / "s", task=TINY_TASK, trial=int(row["trial"]), fmt="onnx-int8",
-                            out=tmp_path / "deploy")  # fmt: skip
+                            out=tmp_path / "deploy", tolerance=0.008)  # fmt: skip
     assert exported.manifest["agreement_ok"] and exported.manifest["plan"] == plan.to_dict()
