@@ -124,7 +124,8 @@ def _resolve_units(step: Step, model: nn.Module, ctx: ApplyContext, profile: Har
     if not names:
         raise InfeasibleError(f"{step.technique}: nothing to allocate per-layer settings to")
     base = _whole_cost(model, ctx, profile, metric)
-    saved = _unit_savings(step.technique, model, names, candidates, cfg, ctx, profile, base)
+    saved = _unit_savings(step.technique, model, names, candidates, neutral_config(cfg, policy.layer_field), ctx,
+                          profile, base)  # fmt: skip
     most = [max([0.0, *row]) for row in saved]
     options = [
         [(m - s, _row(table, n)[v]) for v, s in zip(candidates, row, strict=True)]
@@ -199,13 +200,13 @@ def _whole_cost(model: nn.Module, ctx: ApplyContext, profile: HardwareProfile, m
 def _unit_savings(technique: str, model: nn.Module, names: list[str], candidates: tuple[Any, ...], cfg: Any,
                   ctx: ApplyContext, profile: HardwareProfile, base: float) -> list[list[float]]:  # fmt: skip
     """``saved[unit][value]``: how much cheaper the whole model is with only that unit at that value (0 where the
-    unit cannot take it). Each (unit, value) model is built once and priced on every profile of the search, so a
-    trial allocating for another profile later reads its prices from the cache."""
+    unit cannot take it), for ``cfg`` without its allocation fields (:func:`neutral_config`: the cache key holds
+    only what prices depend on). Each (unit, value) model is built once and priced on every profile of the search,
+    so a trial allocating for another profile later reads its prices from the cache."""
     shapes = shape_key(model)
-    neutral = neutral_config(cfg, get_technique(technique).layer_policy.layer_field)  # type: ignore[union-attr]
 
     def key(p: HardwareProfile) -> str:
-        blob = repr((technique, neutral, shapes, p.name, p.objective, candidates))
+        blob = repr((technique, cfg, shapes, p.name, p.objective, candidates))
         return "unit_savings:" + hashlib.sha256(blob.encode()).hexdigest()
 
     if key(profile) in ctx.cache:
