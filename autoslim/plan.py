@@ -72,10 +72,16 @@ class CompressionPlan:
 
 
 def _describe_step(step: Step) -> str:
-    text = get_technique(step.technique).describe(step.config)
+    tech = get_technique(step.technique)
     c = step.config
     # The per-layer policy fields are shared by every technique that takes them (autoslim.techniques.per_layer).
-    if getattr(c, "policy", "uniform") == "sensitivity":
-        of = "its input's cost" if getattr(c, "target_of", "teacher") == "input" else "cost"
-        text += f" (per layer, {c.target:.0%} of {of} on {c.target_profile})" if c.target else " (per layer)"
-    return text
+    if getattr(c, "policy", "uniform") != "sensitivity":
+        return tech.describe(c)
+    of = "its input's cost" if getattr(c, "target_of", "teacher") == "input" else "cost"
+    where = f"{c.target:.0%} of {of} on {c.target_profile}" if c.target else ""
+    policy = tech.layer_policy
+    if policy is not None and not getattr(c, policy.layer_field):
+        # Not allocated yet (a trial that stopped or failed before the step ran): the uniform knob's default in
+        # the config was never used, so say what was asked, not "zero 50% weights".
+        return f"{step.technique} per layer" + (f", to {where}" if where else "") + " (not allocated)"
+    return tech.describe(c) + (f" (per layer, {where})" if where else " (per layer)")

@@ -204,18 +204,25 @@ def heatmap(table, tech: str) -> None:
     heatmap_png(table, OUT / f"policies_sensitivity_{re.sub(r'[^a-z]', '_', tech)}.png")
 
 
+COLORS = {"per-layer": "#dd8452", "uniform": "#4c72b0"}  # the same in the bars and the line plot
+
+
 def plot(df: pd.DataFrame) -> None:
     profiles = list(dict.fromkeys(df["profile"]))
+    # The bars compare like with like: the seeds both spaces ran (the criterion's mean of 3), not every seed.
+    both = set.intersection(*(set(g["seed"]) for _, g in df.groupby("space")))
     fig, axes = plt.subplots(1, len(profiles) + 1, figsize=(3.6 * (len(profiles) + 1), 3.6), dpi=100)
     for ax, p in zip(axes, profiles, strict=False):
-        sub = df[df["profile"] == p].groupby("space")["hypervolume"]
-        ax.bar(sub.mean().index, sub.mean().values, yerr=sub.std().fillna(0).values, color=["#dd8452", "#4c72b0"])
+        sub = df[(df["profile"] == p) & df["seed"].isin(both)].groupby("space")["hypervolume"]
+        means = sub.mean()
+        ax.bar(means.index, means.values, yerr=sub.std().fillna(0).values,
+               color=[COLORS.get(s, "grey") for s in means.index])  # fmt: skip
         lo = sub.min().min()
         ax.set_ylim(lo * 0.995, sub.max().max() * 1.002)
-        ax.set_title(f"{p}: hypervolume", fontsize=9)
+        ax.set_title(f"{p}: hypervolume (seeds {min(both)}-{max(both)})", fontsize=9)
     mcu = df[df["profile"] == MCU]
     for label, sub in mcu.groupby("space"):
-        axes[-1].plot(sub["seed"], sub["best_1pp_x"], "o-", label=label)
+        axes[-1].plot(sub["seed"], sub["best_1pp_x"], "o-", label=label, color=COLORS.get(str(label), "grey"))
     axes[-1].axhline(100, color="grey", ls=":")
     axes[-1].set_title("mcu bytes: smallest <= 1 pp (x smaller)", fontsize=9)
     axes[-1].set_xlabel("seed")
@@ -268,12 +275,16 @@ def main() -> None:
     ap.add_argument("--csv", default="policies.csv", help="file name under results/benchmarks/ for the searches")
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--only", choices=("table", "search"), default=None)
+    ap.add_argument("--only", choices=("table", "search", "plot"), default=None,
+                    help="plot: redraw policies.png from the searches' CSV (--csv), running nothing")  # fmt: skip
     ap.add_argument("--zoo", default=None, help="comma-separated zoo models: run only the zoo comparison")
     ap.add_argument("--zoo-seeds", type=int, default=3, help="sampler seeds per zoo model and space")
     ap.add_argument("--zoo-budget", type=int, default=30, help="trials per zoo search (recipes and baseline included)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.only == "plot":
+        plot(pd.read_csv(OUT / args.csv))
+        return
     if args.zoo:
         df = zoo(args.zoo.split(","), args.zoo_budget, args.workers, args.zoo_seeds)
         print(df.pivot_table(index=["model", "profile"], columns="space", values=["hypervolume", "best_1pp_x"]))

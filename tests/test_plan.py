@@ -168,6 +168,11 @@ def test_descriptions_come_from_the_registry_with_the_per_layer_suffix() -> None
     plan = CompressionPlan.from_params(
         {"quantize": {"policy": "sensitivity", "target": 0.2, "target_profile": "mcu-cortex-m7"}}
     )
-    assert plan.describe() == "w8 (per layer, 20% of cost on mcu-cortex-m7)"
+    # not allocated yet (a trial stopped before the step): what was asked, not the uniform knob's unused default
+    assert plan.describe() == "quantize per layer, to 20% of cost on mcu-cortex-m7 (not allocated)"
+    resolved = CompressionPlan.from_params({"quantize": {"policy": "sensitivity", "target": 0.2, "target_of": "input",
+                                                         "target_profile": "mcu-cortex-m7",
+                                                         "layer_bits": {"a": 4, "b": 8}, "act_bits": 8}})  # fmt: skip
+    assert resolved.describe() == "w4 on 1 layer, w8 on 1, a8 (per layer, 20% of its input's cost on mcu-cortex-m7)"
     layered = CompressionPlan.from_params({"quantize": {"layer_bits": {"a": 4, "b": 4, "c": 8}, "act_bits": 8}})
     assert layered.describe() == "w4 on 2 layers, w8 on 1, a8"

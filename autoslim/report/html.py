@@ -229,7 +229,7 @@ def _sensitivity(results: StudyResults, df: pd.DataFrame) -> list[str]:
     if not tables:
         return []
     words = df["plan"].fillna("") if len(df) else pd.Series(dtype=str)
-    used = int(words.str.contains("per layer").sum())
+    used = int((words.str.contains("per layer") & ~words.str.contains("not allocated")).sum())
     parts = ["<h2>Per-layer sensitivity</h2>",
              f"<p>{used} trial(s) took per-layer settings allocated from these tables: the loss against the teacher "
              "when only that layer takes that value (log scale; brighter is more sensitive).</p>"]  # fmt: skip
