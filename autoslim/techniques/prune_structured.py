@@ -10,9 +10,10 @@ unidirectional LSTM loses hidden units; GRU / RNN / stacked LSTMs are infeasible
 Hugging Face models (a ``config`` with ``hidden_size``) never lose hidden size: the residual stream (embeddings,
 ``attention.output.dense``, ``output.dense``, LayerNorms, pooler) keeps its width, because the config holds one
 hidden size for every layer. They lose whole attention heads and FFN neurons (``intermediate.dense`` outputs),
-ranked within each layer (``global_pruning`` is ignored, so every layer keeps the same counts), and the config's
-``num_attention_heads`` / ``intermediate_size`` are updated so the model still runs and exports. transformers 5
-has no ``pruned_heads`` any more and derives a head's size as ``hidden_size / num_attention_heads``, so
+ranked within each layer (``global_pruning`` is ignored, so every layer keeps the same counts, unless per-group
+ratios give each layer its own FFN width and head count), and the config's ``num_attention_heads`` /
+``intermediate_size`` are updated so the model still runs and exports (the first layer's, when layers differ).
+transformers 5 has no ``pruned_heads`` any more and derives a head's size as ``hidden_size / num_attention_heads``, so
 ``from_pretrained`` cannot rebuild a model that lost heads (size mismatch in q/k/v); one that lost only FFN
 neurons (``head_ratio=0``) saves and loads like any other.
 
@@ -90,8 +91,10 @@ class StructuredPruneConfig:
     reconstruct: bool = False
     # Per-group ratios (see autoslim.techniques.per_layer): ``layer_ratios`` names a dependency group by its root
     # layer (the first layer whose output width the group sets, as ``autoslim sensitivity`` lists them) and gives
-    # it its own ratio; groups it does not name keep their width (``ratio`` is then unused), and attention heads go
-    # only by an explicit ``head_ratio``. ``policy="sensitivity"`` fills it at trial time from the sensitivity
+    # it its own ratio; groups it does not name keep their width (``ratio`` is then unused). A Hugging Face
+    # attention's head group is named by its query projection and its entry is the share of *heads* that layer
+    # loses (each layer keeps its own head count), unless ``head_ratio`` is set: then every attention loses that
+    # share and heads are no unit. ``policy="sensitivity"`` fills it at trial time from the sensitivity
     # table, for ``target`` (a share of the teacher's cost on ``target_profile``), choosing among ``candidates``.
     layer_ratios: tuple[tuple[str, float], ...] = ()
     policy: Literal["uniform", "sensitivity"] = "uniform"
@@ -273,14 +276,13 @@ def _make_pruner(
         prune_num_heads=bool(num_heads),
         prune_head_dims=not num_heads,  # HF attention: drop whole heads, keep each head's width
         head_pruning_ratio=_head_ratio(config),
+        head_pruning_ratio_dict=_head_ratio_dict(model, config) or None,
         customized_pruners={nn.LSTM: LSTMHiddenPruner()},
     )
 
 
-def _ratio_dict(model: nn.Module, config: StructuredPruneConfig) -> dict[nn.Module, float] | None:
-    """torch-pruning's per-layer ratios: a group whose root is named in ``layer_ratios`` takes that ratio."""
-    if not config.layer_ratios:
-        return None
+def _named_ratios(model: nn.Module, config: StructuredPruneConfig) -> dict[nn.Module, float]:
+    """``layer_ratios`` as modules -> ratios; a name the model lacks is infeasible."""
     modules = dict(model.named_modules())
     unknown = [n for n, _ in config.layer_ratios if n not in modules]
     if unknown:
@@ -288,14 +290,55 @@ def _ratio_dict(model: nn.Module, config: StructuredPruneConfig) -> dict[nn.Modu
     return {modules[n]: r for n, r in config.layer_ratios}
 
 
+def _ratio_dict(model: nn.Module, config: StructuredPruneConfig) -> dict[nn.Module, float] | None:
+    """torch-pruning's per-layer ratios: a group whose root is named in ``layer_ratios`` takes that ratio. An
+    attention that loses heads (:func:`_head_ratio_dict`) is put in too: torch-pruning removes heads only in a scope
+    that prunes something, and with ``prune_head_dims`` off the ratio removes no dimension of a head."""
+    if not config.layer_ratios:
+        return None
+    out = _named_ratios(model, config)
+    for projection, ratio in _head_ratio_dict(model, config).items():
+        if ratio > 0.0:
+            out.setdefault(projection, ratio)
+    return out
+
+
+def _head_ratio_dict(model: nn.Module, config: StructuredPruneConfig) -> dict[nn.Module, float]:
+    """Each HF attention's share of heads to remove, on its q, k and v projections (torch-pruning reads whichever
+    it meets first), at most all heads but one: ``ceil(0.8 * 4)`` would remove all four and break the model.
+
+    With per-group ratios and no ``head_ratio``, an attention whose q, k or v projection (its head group's root)
+    ``layer_ratios`` names loses that share of its heads and the others keep theirs, so each layer keeps its own
+    head count: heads matter more in some layers than in others (Michel et al. 2019), which one ratio for all
+    cannot tell apart. Otherwise every attention loses ``_head_ratio(config)``."""
+    per_layer = bool(config.layer_ratios) and _heads_are_units(config)
+    named = _named_ratios(model, config) if per_layer else {}
+    out: dict[nn.Module, float] = {}
+    for attention in hf_attention_modules(model):
+        projections = (attention.query, attention.key, attention.value)
+        # per layer: the share its own entry names (none: it keeps its heads); otherwise the one ratio for all
+        ratio = next((named[p] for p in projections if p in named), 0.0) if per_layer else _head_ratio(config)
+        heads = int(attention.num_attention_heads)
+        ratio = min(ratio, (heads - 1) / heads - 1e-9) if heads > 1 else 0.0
+        out.update(dict.fromkeys(projections, ratio))
+    return out
+
+
 def _head_ratio(config: StructuredPruneConfig) -> float:
+    """The head ratio of every attention that :func:`_head_ratio_dict` does not name."""
     if config.head_ratio is not None:
         return config.head_ratio
-    return 0.0 if _per_group(config) else config.ratio  # per-group ratios: heads go only by an explicit head_ratio
+    return 0.0 if _per_group(config) else config.ratio  # per-group: heads go by their own group's entry
 
 
 def _per_group(config: StructuredPruneConfig) -> bool:
     return bool(config.layer_ratios) or config.policy == "sensitivity"
+
+
+def _heads_are_units(config: StructuredPruneConfig) -> bool:
+    """An attention's head group is a unit of per-group ratios (:func:`_units`, the sensitivity table) unless an
+    explicit ``head_ratio`` decides every attention's heads."""
+    return config.head_ratio is None
 
 
 def _head_group(pruner: tp.pruner.BasePruner, group: Any) -> bool:
@@ -474,7 +517,7 @@ def _probe_indices(pruner: tp.pruner.BasePruner, group: Any, config: StructuredP
     channels = dg.get_out_channels(group[0].dep.target.module)  # get_all_groups roots on output channels
     heads = [pruner.num_heads[m] for m in outs if m in pruner.num_heads]
     if heads:
-        if _head_ratio(config) == 0.0:
+        if _head_ratio(config) == 0.0 and not _heads_are_units(config):
             return None
         size = channels // max(heads)
         return list(range(channels - size, channels))
@@ -614,7 +657,8 @@ def _units(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) -
     ``layer_ratios`` keys on. Groups the output layer belongs to, the HF residual stream, and head groups when no
     heads may go are left out; a group whose width the forward pins is listed (it cannot take any ratio, which
     its sensitivity row says). One trace per architecture and process."""
-    blob = repr((shape_key(model), config.round_to, _head_ratio(config), config.global_pruning))
+    blob = repr((shape_key(model), config.round_to, _head_ratio(config), _heads_are_units(config),
+                 config.global_pruning))  # fmt: skip
     key = "prune.structured.units:" + hashlib.sha256(blob.encode()).hexdigest()
     if key not in ctx.cache:
         order = execution_order(model, ctx.example_inputs)
@@ -625,8 +669,11 @@ def _units(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) -
         pruner = _make_pruner(work, config, ctx, [output_layer])
         groups = pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
                                           root_module_types=pruner.root_module_types)  # fmt: skip
-        names = [members[0] for g in groups  # attention heads are no channel group: they follow head_ratio
-                 if (members := _group_members(pruner, g, work)) and not _head_group(pruner, g)
+        # An attention's head group is a unit when heads are allocated per group (named by its root, the query
+        # projection); with an explicit head_ratio its heads follow that ratio and it is no unit.
+        names = [members[0] for g in groups
+                 if (members := _group_members(pruner, g, work))
+                 and (_heads_are_units(config) or not _head_group(pruner, g))
                  and _probe_indices(pruner, g, config) is not None]  # fmt: skip
         position = {n: i for i, (n, _) in enumerate(model.named_modules())}  # listed in the model's module order
         ctx.cache[key] = sorted((n for n in names if n in position), key=position.__getitem__)

@@ -71,20 +71,40 @@ def test_describe_and_json_round_trip() -> None:
     assert plan.describe() == "prune channels per group: 50% on 2 groups, 0% on 1 (l2)"
 
 
-def test_bert_ffn_groups_are_units_heads_are_not_and_each_layer_gets_its_own_width() -> None:
+def _bert() -> tuple[transformers.BertForSequenceClassification, ApplyContext]:
     config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                      intermediate_size=64, max_position_embeddings=16, num_labels=3)  # fmt: skip
     torch.manual_seed(0)
     model = transformers.BertForSequenceClassification(config).eval()
     ids = torch.randint(1, 100, (3, 8))
-    ctx = ApplyContext(example_inputs={"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    return model, ApplyContext(example_inputs={"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+
+
+def test_bert_ffn_and_head_groups_are_units_and_each_layer_gets_its_own_width_and_head_count() -> None:
+    model, ctx = _bert()
     units = POLICY.units(model, StructuredPruneConfig(), ctx)  # type: ignore[union-attr]
-    assert units == ["bert.encoder.layer.0.intermediate.dense", "bert.encoder.layer.1.intermediate.dense"]
-    out = apply("prune.structured", model, ctx, layer_ratios={units[0]: 0.5, units[1]: 0.25})
+    ffn = ["bert.encoder.layer.0.intermediate.dense", "bert.encoder.layer.1.intermediate.dense"]
+    heads = [u for u in units if u not in ffn]
+    assert set(ffn) <= set(units) and len(heads) == 2  # one head group per attention, named by a projection
+    assert all(h.startswith(f"bert.encoder.layer.{i}.attention.self.") for i, h in enumerate(heads))
+    out = apply("prune.structured", model, ctx, layer_ratios={ffn[0]: 0.5, ffn[1]: 0.25, heads[0]: 0.5})
     layers = out.bert.encoder.layer
     assert [layer.intermediate.dense.out_features for layer in layers] == [32, 48]
-    assert [layer.attention.self.num_attention_heads for layer in layers] == [4, 4]  # heads only by head_ratio
+    # the head entry is a share of that attention's heads; the other attention keeps all of its own
+    assert [layer.attention.self.num_attention_heads for layer in layers] == [2, 4]
+    assert [layer.attention.self.query.out_features for layer in layers] == [16, 32]  # whole heads, 8 wide
     assert out(**ctx.example_inputs).logits.shape == (3, 3)
+    only_heads = apply("prune.structured", model, ctx, layer_ratios={heads[1]: 0.75})
+    assert [layer.attention.self.num_attention_heads for layer in only_heads.bert.encoder.layer] == [4, 1]
+    assert [layer.intermediate.dense.out_features for layer in only_heads.bert.encoder.layer] == [64, 64]
+
+
+def test_an_explicit_head_ratio_takes_every_attention_and_heads_are_then_no_unit() -> None:
+    model, ctx = _bert()
+    units = POLICY.units(model, StructuredPruneConfig(head_ratio=0.5), ctx)  # type: ignore[union-attr]
+    assert units == ["bert.encoder.layer.0.intermediate.dense", "bert.encoder.layer.1.intermediate.dense"]
+    out = apply("prune.structured", model, ctx, layer_ratios={units[0]: 0.5}, head_ratio=0.5)
+    assert [layer.attention.self.num_attention_heads for layer in out.bert.encoder.layer] == [2, 2]
 
 
 def test_a_group_pinned_by_a_width_in_code_is_never_chosen() -> None:
@@ -120,3 +140,11 @@ def test_a_sensitivity_policy_meets_a_bytes_target_and_the_resolved_plan_rebuild
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     looser = run_trial(TrialSpec(_policy_plan(0.8).to_dict(), PROFILES), task)
     assert looser.costs[MCU]["model_bytes"] > result.costs[MCU]["model_bytes"]
+
+
+def test_a_uniform_ratio_that_would_take_every_head_keeps_one() -> None:
+    """ceil(0.8 * 4) heads would be all four (torch-pruning then divides by zero): each attention keeps one."""
+    model, ctx = _bert()
+    out = apply("prune.structured", model, ctx, ratio=0.8)
+    assert [layer.attention.self.num_attention_heads for layer in out.bert.encoder.layer] == [1, 1]
+    assert out(**ctx.example_inputs).logits.shape == (3, 3)
