@@ -92,10 +92,11 @@ class StructuredPruneConfig:
     # Per-group ratios (see autoslim.techniques.per_layer): ``layer_ratios`` names a dependency group by its root
     # layer (the first layer whose output width the group sets, as ``autoslim sensitivity`` lists them) and gives
     # it its own ratio; groups it does not name keep their width (``ratio`` is then unused). A Hugging Face
-    # attention's head group is named by its query projection and its entry is the share of *heads* that layer
-    # loses (each layer keeps its own head count), unless ``head_ratio`` is set: then every attention loses that
-    # share and heads are no unit. ``policy="sensitivity"`` fills it at trial time from the sensitivity
-    # table, for ``target`` (a share of the teacher's cost on ``target_profile``), choosing among ``candidates``.
+    # attention's head group is named by its root, one of its q/k/v projections (``...attention.self.value`` in
+    # BERT), and its entry is the share of *heads* that layer loses (each layer keeps its own head count),
+    # unless ``head_ratio`` is set: then every attention loses that share and heads are no unit.
+    # ``policy="sensitivity"`` fills it at trial time from the sensitivity table, for ``target`` (a share of the
+    # teacher's cost on ``target_profile``), choosing among ``candidates``.
     layer_ratios: tuple[tuple[str, float], ...] = ()
     policy: Literal["uniform", "sensitivity"] = "uniform"
     target: float | None = None
@@ -654,9 +655,9 @@ def _prune_within(
 
 def _units(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) -> list[str]:
     """The root layer of every dependency group torch-pruning could narrow (in module order): the names
-    ``layer_ratios`` keys on. Groups the output layer belongs to, the HF residual stream, and head groups when no
-    heads may go are left out; a group whose width the forward pins is listed (it cannot take any ratio, which
-    its sensitivity row says). One trace per architecture and process."""
+    ``layer_ratios`` keys on. Groups the output layer belongs to, the HF residual stream, and head groups when an
+    explicit ``head_ratio`` decides every attention's heads are left out; a group whose width the forward pins is
+    listed (it cannot take any ratio, which its sensitivity row says). One trace per architecture and process."""
     blob = repr((shape_key(model), config.round_to, _head_ratio(config), _heads_are_units(config),
                  config.global_pruning))  # fmt: skip
     key = "prune.structured.units:" + hashlib.sha256(blob.encode()).hexdigest()
@@ -669,8 +670,8 @@ def _units(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) -
         pruner = _make_pruner(work, config, ctx, [output_layer])
         groups = pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
                                           root_module_types=pruner.root_module_types)  # fmt: skip
-        # An attention's head group is a unit when heads are allocated per group (named by its root, the query
-        # projection); with an explicit head_ratio its heads follow that ratio and it is no unit.
+        # An attention's head group is a unit when heads are allocated per group (named by its root, one of its
+        # q/k/v projections); with an explicit head_ratio its heads follow that ratio and it is no unit.
         names = [members[0] for g in groups
                  if (members := _group_members(pruner, g, work))
                  and (_heads_are_units(config) or not _head_group(pruner, g))

@@ -71,9 +71,10 @@ def test_describe_and_json_round_trip() -> None:
     assert plan.describe() == "prune channels per group: 50% on 2 groups, 0% on 1 (l2)"
 
 
-def _bert() -> tuple[transformers.BertForSequenceClassification, ApplyContext]:
+def _bert(init: float = 0.02) -> tuple[transformers.BertForSequenceClassification, ApplyContext]:
     config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                     intermediate_size=64, max_position_embeddings=16, num_labels=3)  # fmt: skip
+                                     intermediate_size=64, max_position_embeddings=16, num_labels=3,
+                                     initializer_range=init)  # fmt: skip
     torch.manual_seed(0)
     model = transformers.BertForSequenceClassification(config).eval()
     ids = torch.randint(1, 100, (3, 8))
@@ -148,3 +149,15 @@ def test_a_uniform_ratio_that_would_take_every_head_keeps_one() -> None:
     out = apply("prune.structured", model, ctx, ratio=0.8)
     assert [layer.attention.self.num_attention_heads for layer in out.bert.encoder.layer] == [1, 1]
     assert out(**ctx.example_inputs).logits.shape == (3, 3)
+
+
+def test_the_sensitivity_table_of_a_bert_measures_its_head_groups() -> None:
+    model, ctx = _bert(init=0.3)  # weights large enough that half the heads change the logits measurably
+    x = ctx.example_inputs
+    data = TensorData(x, torch.zeros(len(x["input_ids"]), dtype=torch.long))
+    ctx = ApplyContext(example_inputs=x, teacher=model, calibration_inputs=x, train_data=data)
+    cfg = StructuredPruneConfig(policy="sensitivity", target=0.5, target_profile=MCU)
+    table = sensitivity.sensitivity_table("prune.structured", (0.0, 0.5), cfg, ctx)
+    heads = [n for n in table.layers if ".attention.self." in n]
+    assert len(heads) == 2 and len(table.layers) == 4
+    assert all(table.of(h)[0.0] == 0.0 and 0.0 < table.of(h)[0.5] < float("inf") for h in heads)
