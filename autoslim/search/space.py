@@ -183,7 +183,8 @@ class SearchSpace:
     def _sample_policy(trial: optuna.Trial, t: TechniqueSpec, profiles: tuple[str, ...]) -> dict[str, Any]:
         policy = get_technique(t.name).layer_policy
         assert policy is not None
-        out = {p: spec.sample(trial, f"{t.name}.{p}") for p, spec in t.params.items() if p != policy.knob}
+        skip = {policy.knob, *policy.allocated}  # allocated per layer, not sampled
+        out = {p: spec.sample(trial, f"{t.name}.{p}") for p, spec in t.params.items() if p not in skip}
         out.update(policy="sensitivity", target=t.target.sample(trial, f"{t.name}.target"),
                    target_of=t.target_of, candidates=list(t.candidates()))  # fmt: skip
         choices = t.profile_choices(profiles)

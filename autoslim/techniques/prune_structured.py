@@ -684,7 +684,7 @@ def _units(model: nn.Module, config: StructuredPruneConfig, ctx: ApplyContext) -
 # up to 85%: a wide classifier input or FFN is often barely sensitive, and the heaviest ratio is where its bytes go
 POLICY = LayerPolicy(knob="ratio", layer_field="layer_ratios", candidates=(0.0, 0.2, 0.35, 0.5, 0.7, 0.85),
                      perturb=perturb_one("prune.structured", "layer_ratios", ratio=0.0), units=_units,
-                     neutral=0.0)  # fmt: skip
+                     neutral=0.0, allocated=("head_ratio",))  # fmt: skip
 
 
 def describe(c: StructuredPruneConfig) -> str:

@@ -115,6 +115,9 @@ class LayerPolicy:
     restat: Callable[[Any, Any, Any], Any] | None = None
     units: Callable[[nn.Module, Any, ApplyContext], list[str]] | None = None  # None: the model's weight layers
     neutral: Any = None  # the value that leaves a layer as it is (0 pruned, rank ratio 1): always a candidate
+    # Other config fields the allocation decides besides ``knob`` (prune.structured's ``head_ratio``: heads are
+    # allocated per attention unless it is set): a search samples them only for uniform trials.
+    allocated: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.restat is None) == (self.units is None):

@@ -55,6 +55,26 @@ def test_target_profiles_restrict_the_profile_and_a_float_knob_becomes_a_grid() 
     assert p["target_profile"] == "mcu-cortex-m7" and p["candidates"] == [0.0, 0.3, 0.45, 0.6, 0.75, 0.9]
 
 
+def test_head_ratio_is_sampled_for_uniform_trials_only_under_a_channel_policy() -> None:
+    """prune.structured allocates heads per attention unless head_ratio is set: a sensitivity trial must not get a
+    sampled one (every attention would lose the same share again)."""
+    space = space_from_dict({"techniques": {"prune.structured": {
+        "when": "always", "policy": ["uniform", "sensitivity"], "target": {"float": [0.2, 0.8]},
+        "params": {"ratio": {"float": [0.1, 0.5]}, "head_ratio": {"float": [0.0, 0.5]}}}}})  # fmt: skip
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(16):
+        trial = study.ask()
+        p = space.sample(trial, PROFILES)["prune.structured"]
+        if p.get("policy") == "sensitivity":
+            assert "head_ratio" not in p and "ratio" not in p
+        else:
+            assert 0.0 <= p["head_ratio"] <= 0.5
+        seen.add(p.get("policy", "uniform"))
+        study.tell(trial, 0.0)
+    assert seen == {"uniform", "sensitivity"}
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
