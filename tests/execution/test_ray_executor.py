@@ -70,28 +70,47 @@ def _ray_env() -> dict[str, str]:
     }
 
 
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _start_head() -> tuple[subprocess.Popen, int]:
+    """``ray start --head --block`` on fresh loopback ports, once its GCS and client server both listen.
+
+    A port ``_free_port`` handed out can be taken by another of Ray's processes before Ray binds it: the client
+    server then exits, ``--block`` takes the whole head down with it and this process loses the GCS (pytest exited
+    mid-run with status 1, no summary). So the head is only used once both listen; a head that died meanwhile is
+    started again on other ports (3 tries)."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    for _ in range(3):
+        port, client_port = _free_port(), _free_port()
+        args = [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
+                "--ray-client-server-port", str(client_port),
+                "--dashboard-agent-listen-port", str(_free_port())]  # fmt: skip
+        head = subprocess.Popen(args, env=_ray_env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while head.poll() is None and not (_listening(port) and _listening(client_port)):
+            assert time.monotonic() < deadline, "Ray head did not come up in 60 s"
+            time.sleep(0.3)
+        time.sleep(3.0)  # the head exits a second or so after one of its processes does
+        if head.poll() is None:
+            return head, port
+        _kill_group(head)
+    raise AssertionError("ray start --head exited three times")
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """A 2-CPU Ray head on 127.0.0.1; yields its address and leaves the test process connected to it."""
-    port = _free_port()
-    ray_bin = Path(sys.executable).with_name("ray")
-    args = [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-            "--num-cpus", "2", "--num-gpus", "0", "--include-dashboard", "false", "--disable-usage-stats",
-            "--ray-client-server-port", str(_free_port()),
-            "--dashboard-agent-listen-port", str(_free_port())]  # fmt: skip
-    head = subprocess.Popen(args, env=_ray_env(), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    head, port = _start_head()
     address = f"127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert head.poll() is None, "ray start --head exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "Ray head did not come up in 60 s"
-                time.sleep(0.3)
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
         yield address
     finally:
