@@ -259,12 +259,13 @@ def _make_pruner(
     """torch-pruning's pruner for ``model`` (this traces the dependency graph); layers named in ``keep`` and the
     residual stream of a HF model keep their width."""
     num_heads, mha_groups = head_groups(model)
+    heads = _head_ratio_dict(model, config)  # each attention's share of heads, read by both ratio dicts
     return tp.pruner.BasePruner(
         model,
         ctx.example_inputs,
         importance=_importance(config.importance),
         pruning_ratio=0.0 if config.layer_ratios else config.ratio,  # per-group: the groups not named keep width
-        pruning_ratio_dict=_ratio_dict(model, config),
+        pruning_ratio_dict=_ratio_dict(model, config, heads),
         # HF: the config has one head count and FFN width for all layers, so rank within each layer.
         global_pruning=config.global_pruning and hf_hidden_size(model) is None,
         ignored_layers=[*_named(model, keep), *hf_residual_layers(model, num_heads)],
@@ -277,7 +278,7 @@ def _make_pruner(
         prune_num_heads=bool(num_heads),
         prune_head_dims=not num_heads,  # HF attention: drop whole heads, keep each head's width
         head_pruning_ratio=_head_ratio(config),
-        head_pruning_ratio_dict=_head_ratio_dict(model, config) or None,
+        head_pruning_ratio_dict=heads or None,
         customized_pruners={nn.LSTM: LSTMHiddenPruner()},
     )
 
@@ -291,14 +292,16 @@ def _named_ratios(model: nn.Module, config: StructuredPruneConfig) -> dict[nn.Mo
     return {modules[n]: r for n, r in config.layer_ratios}
 
 
-def _ratio_dict(model: nn.Module, config: StructuredPruneConfig) -> dict[nn.Module, float] | None:
+def _ratio_dict(
+    model: nn.Module, config: StructuredPruneConfig, heads: dict[nn.Module, float]
+) -> dict[nn.Module, float] | None:
     """torch-pruning's per-layer ratios: a group whose root is named in ``layer_ratios`` takes that ratio. An
-    attention that loses heads (:func:`_head_ratio_dict`) is put in too: torch-pruning removes heads only in a scope
-    that prunes something, and with ``prune_head_dims`` off the ratio removes no dimension of a head."""
+    attention that loses heads (``heads``, from :func:`_head_ratio_dict`) is put in too: torch-pruning removes heads
+    only in a scope that prunes something, and with ``prune_head_dims`` off the ratio removes no head dimension."""
     if not config.layer_ratios:
         return None
     out = _named_ratios(model, config)
-    for projection, ratio in _head_ratio_dict(model, config).items():
+    for projection, ratio in heads.items():
         if ratio > 0.0:
             out.setdefault(projection, ratio)
     return out
