@@ -11,6 +11,11 @@ reach the full search's final hypervolume (and its share of the full search's wa
 hypervolume at the full search's wall time.
 
     python benchmarks/multifidelity.py [--seeds 3] [--budget 50] [--workers 2] [--task mnist1d-cnn]
+    python benchmarks/multifidelity.py --task zoo-minilm-embed --space search_spaces/transformer.yaml \
+        --budget 24 --seed-list 0 --name multifidelity_zoo_minilm --rule hypervolume
+
+``--seed-list`` runs only those seeds and keeps the other seeds' rows and curves already in ``<name>.csv`` and
+``<name>_curves.csv``: a slow model's seeds can be measured one session at a time.
 
 Writes results/benchmarks/multifidelity.csv and multifidelity.png (hypervolume over wall time, per profile).
 Run it alone on the machine: both searches are timed.
@@ -81,9 +86,18 @@ def hv_over_time(df: pd.DataFrame, begun: dt.datetime, profiles: list, times: li
     return pd.DataFrame(rows)
 
 
+def _earlier(csv: Path, seeds: list[int]) -> pd.DataFrame:
+    """Rows an earlier run wrote for seeds other than ``seeds`` (none if there is no file)."""
+    if not csv.exists():
+        return pd.DataFrame()
+    df = pd.read_csv(csv)
+    return df[~df["seed"].isin(seeds)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seed-list", default=None, help="comma-separated seeds to run (others' rows are kept)")
     ap.add_argument("--budget", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--task", default="mnist1d-cnn")
@@ -96,14 +110,17 @@ def main() -> None:
     args = ap.parse_args()
     space = load_space(Path(args.space) if args.space else default_space_path())
     profiles = [get_profile(n) for n in space.profiles]
-    rows, curves = [], []
+    seeds = [int(x) for x in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+    rows, curves = _earlier(OUT / f"{args.name}.csv", seeds), _earlier(OUT / f"{args.name}_curves.csv", seeds)
+    rows = rows.to_dict("records") if len(rows) else []
+    curves = [curves] if len(curves) else []
     # Warm-up, untimed: the teacher is trained or loaded into the cache and the preflight of the space cached, so
     # neither timed search pays for them
     warm = SearchConfig(space=space, profiles=profiles, budget=1, task=args.task, study="mf_warmup",
                         results_dir=OUT / "multifidelity_runs", workers=1)  # fmt: skip
     shutil.rmtree(warm.folder, ignore_errors=True)
     run_search(warm)
-    for seed in range(args.seeds):
+    for seed in seeds:
         if args.reuse_full:
             full, wall_full, begun_full = earlier_full(seed, args.reuse_full)
         else:
@@ -131,7 +148,8 @@ def main() -> None:
                 "multi_s_to_full_hv": None if t_reach is None else round(t_reach, 1),
                 "multi_share_of_full_wall": None if t_reach is None else round(t_reach / wall_full, 3),
             })  # fmt: skip
-        pd.DataFrame(rows).to_csv(OUT / f"{args.name}.csv", index=False)  # after every seed: a kill keeps them
+        pd.DataFrame(rows).sort_values(["seed"], kind="stable").to_csv(OUT / f"{args.name}.csv", index=False)
+        pd.concat(curves).to_csv(OUT / f"{args.name}_curves.csv", index=False)  # after every seed: a kill keeps them
         print(pd.DataFrame(rows)[pd.DataFrame(rows)["seed"] == seed].to_string(index=False))
     table = pd.DataFrame(rows)
     curve = pd.concat(curves)

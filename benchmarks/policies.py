@@ -2,6 +2,7 @@
 
     python benchmarks/policies.py [--seeds 5] [--uniform-seeds 3] [--budget 50] [--workers 2] [--only table]
     python benchmarks/policies.py --zoo zoo-resnet18,zoo-bert-cls [--zoo-seeds 3] [--zoo-budget 30]
+    python benchmarks/policies.py --zoo zoo-minilm-embed --zoo-seed-list 0 --zoo-spaces uniform [--zoo-resume]
 
 1. The sensitivity table of the default task (quantize bits, unstructured amounts, structured ratios per channel
    group), measured cold: seconds.
@@ -231,11 +232,20 @@ def plot(df: pd.DataFrame) -> None:
     fig.savefig(OUT / "policies.png")
 
 
-def zoo(models: list[str], budget: int, workers: int, seeds: int = 1) -> pd.DataFrame:
+def zoo(models: list[str], budget: int, workers: int, seeds: list[int], spaces: list[str], resume: bool = False,
+        ) -> pd.DataFrame:
+    """Both spaces per model and seed. Rows already in policies_zoo.csv for other (model, space, seed) are kept, so
+    a slow model can be measured a seed and a space at a time; ``resume`` continues an interrupted study (its
+    wall_s is then this call's only) instead of starting it again."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from real_models import SPACES, profiles_for, space_for
 
-    rows: list[dict] = []
+    csv = OUT / "policies_zoo.csv"
+    earlier = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["model", "space", "seed"])
+    runs = set(itertools.product(models, spaces, seeds))
+    keep = [(m, sp, int(se)) not in runs for m, sp, se in zip(earlier["model"], earlier["space"], earlier["seed"],
+                                                              strict=True)]  # fmt: skip
+    rows: list[dict] = earlier[keep].to_dict("records")
     for model in models:
         name = space_for(model)
         data = yaml.safe_load((SPACES / f"{name}.yaml").read_text())
@@ -252,9 +262,12 @@ def zoo(models: list[str], budget: int, workers: int, seeds: int = 1) -> pd.Data
             if tech in per_layer["techniques"]:
                 per_layer["techniques"][tech] |= {"policy": ["uniform", "sensitivity"], "target_of": "input",
                                                   "target": {"float": [0.1, 0.8], "log": True}}  # fmt: skip
-        for seed, (label, body) in itertools.product(range(seeds), (("uniform", data), ("per-layer", per_layer))):
+        bodies = {"uniform": data, "per-layer": per_layer}
+        for seed, label in itertools.product(seeds, spaces):
+            body = bodies[label]
             study = f"{model}-{label}-s{seed}"
-            shutil.rmtree(RUNS / study, ignore_errors=True)
+            if not resume:
+                shutil.rmtree(RUNS / study, ignore_errors=True)
             t0 = time.perf_counter()
             cfg = SearchConfig(space=space_from_dict(body, source=f"{name}-{label}"), profiles=profiles,
                                budget=budget, task=model, study=study, results_dir=RUNS, seed=seed,
@@ -263,7 +276,7 @@ def zoo(models: list[str], budget: int, workers: int, seeds: int = 1) -> pd.Data
             for r in search_rows(outcome.trials, profiles, label, seed, time.perf_counter() - t0):
                 rows.append({"model": model, **r})
             print(f"{study}: {time.perf_counter() - t0:.0f} s", flush=True)
-            pd.DataFrame(rows).to_csv(OUT / "policies_zoo.csv", index=False)
+            pd.DataFrame(rows).sort_values(["model", "space", "seed"], kind="stable").to_csv(csv, index=False)
     return pd.DataFrame(rows)
 
 
@@ -279,6 +292,9 @@ def main() -> None:
                     help="plot: redraw policies.png from the searches' CSV (--csv), running nothing")  # fmt: skip
     ap.add_argument("--zoo", default=None, help="comma-separated zoo models: run only the zoo comparison")
     ap.add_argument("--zoo-seeds", type=int, default=3, help="sampler seeds per zoo model and space")
+    ap.add_argument("--zoo-seed-list", default=None, help="comma-separated seeds instead of 0 .. --zoo-seeds - 1")
+    ap.add_argument("--zoo-spaces", default="uniform,per-layer", help="which of the two spaces to run")
+    ap.add_argument("--zoo-resume", action="store_true", help="continue interrupted zoo studies, not restart them")
     ap.add_argument("--zoo-budget", type=int, default=30, help="trials per zoo search (recipes and baseline included)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -286,7 +302,9 @@ def main() -> None:
         plot(pd.read_csv(OUT / args.csv))
         return
     if args.zoo:
-        df = zoo(args.zoo.split(","), args.zoo_budget, args.workers, args.zoo_seeds)
+        seeds = [int(x) for x in args.zoo_seed_list.split(",")] if args.zoo_seed_list else list(range(args.zoo_seeds))
+        df = zoo(args.zoo.split(","), args.zoo_budget, args.workers, seeds, args.zoo_spaces.split(","),
+                 args.zoo_resume)  # fmt: skip
         print(df.pivot_table(index=["model", "profile"], columns="space", values=["hypervolume", "best_1pp_x"]))
         return
     if args.only != "search":
