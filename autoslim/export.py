@@ -191,7 +191,9 @@ def export_trial(
     try:
         with _torch_threads(threads):
             task, task_ref, task_check, teacher_hash = _checked_task(results, study, task)
-            model, _ctx = build_model(plan, task, seed=seed)
+            # A multi-fidelity trial whose rungs went on from each other: its fine-tune runs the same legs again
+            legs = attrs.get("fine_tune_legs")
+            model, _ctx = build_model(plan, task, seed=seed, legs=legs)
             reevaluated = score(model, task)
             if reevaluated != recorded:
                 raise ExportError(
@@ -223,6 +225,7 @@ def export_trial(
         "seed": seed,
         "seed_source": seed_source,
         "torch_threads": threads,
+        "fine_tune_legs": legs,  # None: one fine-tune, as the plan says; else the continued rungs' fidelities
         "plan": plan.to_dict(),
         "plan_words": plan.describe(),
         "format": fmt,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import math
 import time
 import traceback
@@ -50,6 +51,10 @@ class TrialSpec:
     # dominated on every profile at its cost, even at the best accuracy it could still reach, stops early.
     fronts: Mapping[str, Sequence[tuple[float, float, int]]] | None = None
     fidelity: float = 1.0  # share of its fine-tune the plan runs (a multi-fidelity search's rung; 1: all of it)
+    # A continued rung: the fine-tune state the rung below left (TrialResult.checkpoint), gone on from up to
+    # ``fidelity``; ``keep_state``: return this rung's own (a rung that may be promoted). See build_model.
+    resume: bytes | None = field(default=None, repr=False)
+    keep_state: bool = False
 
 
 # What a trial ended as. "stopped": its fine-tune was stopped early (it could not reach the accuracy the search needs,
@@ -80,9 +85,17 @@ class TrialResult:
     seed: int | None = None  # what the model was built with: with the thread count, it rebuilds bit for bit
     threads: int | None = None  # torch CPU threads (kernels split reductions by thread count)
     plan: dict[str, Any] | None = None  # the plan as built, when a per-layer policy was resolved (else the spec's)
+    # A continued multi-fidelity trial: the fidelities its fine-tune ran to, leg by leg ([0.111, 0.333, 1.0]); a
+    # rebuild runs them in turn (build_model's ``legs``). None: one leg, as the plan and seed rebuild it.
+    fine_tune_legs: list[float] | None = None
+    # The fine-tune's state at the end (TrialSpec.keep_state), for the next rung: torch.save bytes, held by the
+    # driver until that rung is submitted, never journaled (to_dict leaves it out).
+    checkpoint: bytes | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("checkpoint")
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
@@ -111,6 +124,9 @@ def build_model(
     notes: dict[str, Any] | None = None,
     profiles: Sequence[HardwareProfile] = (),
     fidelity: float = 1.0,
+    resume: Mapping[str, Any] | None = None,
+    legs: Sequence[float] | None = None,
+    keep_state: bool = False,
 ) -> tuple[nn.Module, ApplyContext]:
     """A copy of the task's teacher with ``plan`` applied (steps named in ``skip`` left out), in eval mode.
 
@@ -126,7 +142,17 @@ def build_model(
     steps' records even when a step raises. A step with a per-layer ``policy: sensitivity`` is resolved on the
     model it receives, against ``profiles`` (:mod:`autoslim.policy`); ``ctx.notes["resolved_plan"]`` then holds
     the plan as built (per-layer values written out), which rebuilds without the sensitivity table.
+
+    A multi-fidelity search's continued rungs (the plan's one fine-tune must be ``resumable``): ``resume`` is the
+    fine-tune state the rung below left, gone on from up to ``fidelity``; ``keep_state`` leaves this one's in
+    ``ctx.fine_tune_state``; ``legs`` (a continued trial's ``fine_tune_legs``) rebuilds one by running to each
+    fidelity in turn. Raises ValueError when the plan has no such single fine-tune.
     """
+    if resume is not None or legs or keep_state:
+        tunes = [s for s in plan.steps if s.technique not in skip and _fine_tunes(s)]
+        if len(tunes) != 1 or not get_technique(tunes[0].technique).resumable:
+            raise ValueError(f"a continued fine-tune needs a plan with one resumable fine-tune step, not "
+                             f"{[s.technique for s in tunes]}")  # fmt: skip
     torch.manual_seed(seed)
     dev = torch.device(device)
     cache = cache if cache is not None else {}
@@ -153,6 +179,9 @@ def build_model(
         teacher_cache_bytes=task.teacher_cache_mb * 1e6,
         profiles=tuple(profiles),
         fidelity=fidelity,
+        fine_tune_resume=resume,
+        fine_tune_legs=tuple(legs) if legs else None,
+        keep_fine_tune_state=keep_state,
     )
     later: list[Step] = []  # the steps after the running one that a preview applies
 
@@ -316,7 +345,8 @@ def run_trial(
     try:
         plan = CompressionPlan.from_dict(spec.plan)
         stop = early_stop(task, spec.min_accuracy, spec.fronts, spec.profiles)
-        model, _ = build_model(
+        resume = torch.load(io.BytesIO(spec.resume), weights_only=True) if spec.resume is not None else None
+        model, ctx = build_model(
             plan,
             task,
             seed=spec.seed,
@@ -327,7 +357,17 @@ def run_trial(
             notes=notes,
             profiles=spec.profiles,
             fidelity=spec.fidelity,
+            resume=resume,
+            keep_state=spec.keep_state,
         )
+        state = ctx.fine_tune_state
+        if state is not None:
+            legs = [float(f) for f in state["legs"]]
+            result.fine_tune_legs = legs if len(legs) > 1 else None
+            if spec.keep_state and "model" in state:
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                result.checkpoint = buffer.getvalue()
         result.accuracy = score(model, task)
         model = model.cpu()  # priced and timed on the CPU whatever it was built on (the cost model is a model)
         result.costs = price(model, task.example_inputs, spec.profiles)

@@ -52,11 +52,12 @@ def run(mode: str, seed: int, args: argparse.Namespace, time_budget_s: float | N
     space = load_space(Path(args.space) if args.space else default_space_path())
     profiles = [get_profile(n) for n in space.profiles]
     name = f"mf_{mode}_s{seed}" + (f"_{args.rule}" * (mode == "multi" and args.rule != "rank"))
+    name += f"_{args.fine_tune}" * (mode == "multi" and args.fine_tune != "restart")
     if mode == "multi":
         rungs = space.rungs or Rungs()
         space = dataclasses.replace(space, rungs=Rungs(rungs.fractions, reduction_factor=rungs.reduction_factor,
-                                                       rule=args.rule))  # fmt: skip
-    runs = OUT / "multifidelity_runs"
+                                                       rule=args.rule, fine_tune=args.fine_tune))  # fmt: skip
+    runs = runs_dir(args)
     shutil.rmtree(runs / name, ignore_errors=True)
     begun = dt.datetime.now()
     t0 = time.perf_counter()
@@ -67,11 +68,17 @@ def run(mode: str, seed: int, args: argparse.Namespace, time_budget_s: float | N
     return out.trials, time.perf_counter() - t0, begun
 
 
-def earlier_full(seed: int, csv: str) -> Run:
+def runs_dir(args: argparse.Namespace) -> Path:
+    """The study folders of a run named ``--name`` (local, not committed): one per model, so a zoo model's full
+    runs stay there for ``--reuse-full`` while the default task's are run again."""
+    return OUT / ("multifidelity_runs" if args.name == "multifidelity" else f"{args.name}_runs")
+
+
+def earlier_full(seed: int, csv: str, args: argparse.Namespace) -> Run:
     """An earlier full-fidelity run: its trials (from its study folder), wall time and start."""
     earlier = pd.read_csv(csv)
     wall = float(earlier[earlier["seed"] == seed]["full_wall_s"].iloc[0])
-    results = open_results(OUT / "multifidelity_runs" / f"mf_full_s{seed}")
+    results = open_results(runs_dir(args) / f"mf_full_s{seed}")
     df = results.trials
     begun = pd.to_datetime(df["datetime_start"]).min().to_pydatetime()
     return df, wall, begun
@@ -104,6 +111,8 @@ def main() -> None:
     ap.add_argument("--space", default=None)
     ap.add_argument("--name", default="multifidelity", help="output files' stem under results/benchmarks/")
     ap.add_argument("--rule", default="rank", choices=["rank", "hypervolume"], help="the promotion rule")
+    ap.add_argument("--fine-tune", default="restart", choices=["restart", "continue"],
+                    help="what a promoted trial's next rung does with the fine-tune (the rungs' fine_tune)")
     ap.add_argument("--reuse-full", default=None, metavar="CSV",
                     help="take the full-fidelity runs (folders and wall times) of an earlier run of this script "
                     "instead of running them again, e.g. to compare promotion rules")  # fmt: skip
@@ -117,12 +126,12 @@ def main() -> None:
     # Warm-up, untimed: the teacher is trained or loaded into the cache and the preflight of the space cached, so
     # neither timed search pays for them
     warm = SearchConfig(space=space, profiles=profiles, budget=1, task=args.task, study="mf_warmup",
-                        results_dir=OUT / "multifidelity_runs", workers=1)  # fmt: skip
+                        results_dir=runs_dir(args), workers=1)  # fmt: skip
     shutil.rmtree(warm.folder, ignore_errors=True)
     run_search(warm)
     for seed in seeds:
         if args.reuse_full:
-            full, wall_full, begun_full = earlier_full(seed, args.reuse_full)
+            full, wall_full, begun_full = earlier_full(seed, args.reuse_full, args)
         else:
             full, wall_full, begun_full = run("full", seed, args, None)
         multi, wall_multi, begun_multi = run("multi", seed, args, wall_full)

@@ -38,7 +38,10 @@ def ladder_rows(study: optuna.Study) -> list[list[str]]:
         accs = [float(e["accuracy"]) for e in got if isinstance(e.get("accuracy"), (int, float))]
         secs = [float(e["duration_s"]) for e in got if isinstance(e.get("duration_s"), (int, float))]
         last = r == len(fractions) - 1
-        rows.append([str(r), f"{float(f):.3g}", str(len(got)), str(sum(e.get("status") == "ok" for e in got)),
+        ran = str(len(got))
+        if r > 0 and config.get("fine_tune") == "continue":  # went on from the rung below; the rest restarted
+            ran += f" ({sum(e.get('continued_from') is not None for e in got)} continued)"
+        rows.append([str(r), f"{float(f):.3g}", ran, str(sum(e.get("status") == "ok" for e in got)),
                      "—" if last else str(promoted[r]),
                      f"{statistics.median(accs):.4f}" if accs else "—",
                      f"{statistics.median(secs):.2f}" if secs else "—"])  # fmt: skip

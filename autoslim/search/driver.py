@@ -142,6 +142,7 @@ def _store(study: optuna.Study, trial: optuna.Trial, plan: CompressionPlan, resu
         "plan_sampled": plan.to_dict(),
         "accuracy": result.accuracy, "costs": result.costs, "params": result.params,
         "duration_s": result.duration_s, "steps": result.steps, "seed": result.seed, "threads": result.threads,
+        "fine_tune_legs": result.fine_tune_legs,  # continued rungs: the fidelities a rebuild runs to in turn
         "notes": result.notes,  # what each step did (KD epochs run, quantized layers, ...) and where it ran
     }.items():  # fmt: skip
         trial.set_user_attr(key, value)
@@ -363,9 +364,11 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                     continue
                 floor = accuracy_floor(constraints, headline.base_acc) if config.early_stop else None
                 rung = ladder.first_rung(starting, plan) if ladder is not None else 0
+                keep = ladder is not None and rung < ladder.top and ladder.continues(plan)  # for the next rung
                 spec = TrialSpec(plan.to_dict(), tuple(profiles), seed=config.seed + starting.number,
                                  number=starting.number, min_accuracy=floor, fronts=known,
-                                 fidelity=ladder.fidelity(rung) if ladder is not None else 1.0)  # fmt: skip
+                                 fidelity=ladder.fidelity(rung) if ladder is not None else 1.0,
+                                 keep_state=keep)  # fmt: skip
                 specs[starting.number] = spec
                 since[starting.number] = time.monotonic()
                 running[executor.submit(spec)] = (starting, plan, rung)
@@ -391,9 +394,13 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                         if clock.can_promote(rung, ends) and (deadline is None or time.monotonic() < deadline):
                             ladder.promote(trial, rung)  # on the trial first: a kill now resumes at the next rung
                             floor = accuracy_floor(constraints, headline.base_acc) if config.early_stop else None
+                            # Continued rungs go on from the state the rung below left (it came back with the
+                            # result, so any worker can take the next rung); without one, the rung restarts.
+                            goes_from = result.checkpoint if ladder.continues(plan) else None
                             spec = dataclasses.replace(
                                 specs[trial.number], fidelity=ladder.fidelity(rung + 1), min_accuracy=floor,
-                                fronts=live.as_spec_fronts() if config.early_stop else None,
+                                fronts=live.as_spec_fronts() if config.early_stop else None, resume=goes_from,
+                                keep_state=rung + 1 < ladder.top and ladder.continues(plan),
                             )  # fmt: skip
                             since[trial.number] = time.monotonic()
                             starting = trial  # an interrupt inside submit (inline) marks it interrupted

@@ -7,12 +7,20 @@
   told the values its rung measured (COMPLETE), so the sampler learns from every rung run (told PRUNED, TPE
   would count every not-promoted fine-tune as a bad trial and drift to plans without one). Only trials that ran
   their whole fine-tune (the top rung) enter the fronts.
-- each rung is **restarted**, not continued: rung r runs ``fractions[r]`` of the plan's fine-tune with the whole
-  learning-rate schedule compressed into it (``ApplyContext.fidelity``). A short fine-tune that ends at a low
-  learning rate ranks plans by what they can recover; one cut short mid-schedule would not (KD wants a decaying
-  LR: measured on MNIST-1D). It also keeps every final model exactly what its plan and seed rebuild
-  (``autoslim export``), which a chain of continued rungs would not. The cost: the top 1/eta^r of trials re-run
-  the rungs below (0.33 of a full search's fine-tunes per trial at 1/9, 1/3, 1, eta 3, instead of 0.26).
+- ``fine_tune: restart`` (the default): each rung is **restarted**: rung r runs ``fractions[r]`` of the plan's
+  fine-tune with the whole learning-rate schedule compressed into it (``ApplyContext.fidelity``). A short
+  fine-tune that ends at a low learning rate ranks plans by what they can recover; one cut short mid-schedule
+  would not (KD wants a decaying LR: measured on MNIST-1D). Every final model is exactly what its plan and seed
+  rebuild. The cost: the top 1/eta^r of trials re-run the rungs below (0.33 of a full search's fine-tunes per
+  trial at 1/9, 1/3, 1, eta 3, instead of 0.26).
+- ``fine_tune: continue``: a promoted trial's next rung **goes on** from the state its rung left (model and
+  optimizer, returned with the rung's result as bytes, so any process or Ray worker can take the next rung) and
+  runs only the steps that rung did not, its learning-rate schedule restarted at ``lr`` and decayed again over
+  them (a warm restart, as SGDR): every rung still ends at a low learning rate. The trial records the
+  fidelities its fine-tune ran to (``fine_tune_legs``), and ``autoslim export`` rebuilds the model bit for bit
+  by running those legs in turn. A plan with more than one fine-tune step (or one that cannot resume: a plug-in
+  registered without ``resumable=True``) restarts each rung; so does a rung interrupted by a kill (the state
+  lives in memory, not in the study folder): each rung entry says ``continued_from`` (None: restarted).
 - trials that have nothing to shorten run once, at the top rung: the baseline, plans without a fine-tune step,
   the space's recipes and warm-start plans (they are there to be measured, not ranked).
 - every finished rung is a trial user attribute (``rungs``: rung, fidelity, status, accuracy, per-profile
@@ -51,7 +59,8 @@ def has_fine_tune(plan: CompressionPlan) -> bool:
 class Ladder:
     def __init__(self, template: Rungs, profiles: Sequence[HardwareProfile]) -> None:
         # A fresh state from the space's settings: the space's own Rungs object is never written to.
-        self.rungs = Rungs(template.fractions, reduction_factor=template.reduction_factor, rule=template.rule)
+        self.rungs = Rungs(template.fractions, reduction_factor=template.reduction_factor, rule=template.rule,
+                           fine_tune=template.fine_tune)  # fmt: skip
         self.profiles = list(profiles)
         self._entries: dict[int, list[dict[str, Any]]] = {}  # trial -> its finished rungs
         # Trials that run once at the top rung with nothing to shorten (baseline, recipes, plans without a
@@ -64,7 +73,10 @@ class Ladder:
 
     def config(self) -> dict[str, Any]:
         r = self.rungs
-        return {"fractions": list(r.fractions), "reduction_factor": r.reduction_factor, "rule": r.rule}
+        out: dict[str, Any] = {"fractions": list(r.fractions), "reduction_factor": r.reduction_factor, "rule": r.rule}
+        if r.fine_tune != "restart":  # a study begun before continued rungs existed compares equal
+            out["fine_tune"] = r.fine_tune
+        return out
 
     def fidelity(self, rung: int) -> float:
         return self.rungs.fractions[rung]
@@ -142,6 +154,14 @@ class Ladder:
             return self.top
         return 0
 
+    def continues(self, plan: CompressionPlan) -> bool:
+        """Whether ``plan``'s rungs go on from each other (``fine_tune: continue``): it needs one fine-tune step,
+        of a technique that can resume (``register(..., resumable=True)``); any other plan restarts each rung."""
+        if self.rungs.fine_tune != "continue":
+            return False
+        tunes = [s for s in plan.steps if get_technique(s.technique).role == "fine-tune"]
+        return len(tunes) == 1 and get_technique(tunes[0].technique).resumable
+
     def runs_once(self, number: int) -> bool:
         """Whether trial ``number`` runs once at the top rung because it has nothing to shorten."""
         return number in self._single
@@ -156,6 +176,9 @@ class Ladder:
                  "duration_s": round(float(seconds), 3)}  # fmt: skip
         if trial.number in self._single:
             entry["once"] = True  # ran once, nothing to shorten (see durations)
+        elif rung > 0 and self.rungs.fine_tune == "continue":  # went on from the rung below, or restarted (why:
+            legs = result.fine_tune_legs or []  # a killed search keeps no state; a plan that cannot resume)
+            entry["continued_from"] = round(float(legs[-2]), 6) if len(legs) > 1 else None
         self._put(trial.number, entry)
         trial.set_user_attr(RUNGS_ATTR, self._entries[trial.number])
         if result.status != "ok" or rung >= self.top:

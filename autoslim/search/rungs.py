@@ -34,8 +34,10 @@ DEFAULT_FRACTIONS = (1 / 9, 1 / 3, 1.0)
 # hypervolume reached the full-fidelity search's hypervolume in 33-42 % of its wall time on the A100 and x86
 # profiles and in 2 of 3 seeds on the microcontroller's bytes, rank in 47-91 % and never on the microcontroller.
 DEFAULT_RULE = "hypervolume"
+DEFAULT_FINE_TUNE = "restart"
 _Refs = tuple[tuple[str, float], ...]
 FORMAT = 1  # the JSON layout's version
+FINE_TUNE = ("restart", "continue")  # what a promoted trial's next rung does with the fine-tune
 
 
 @dataclass
@@ -44,6 +46,9 @@ class Rungs:
     reduction_factor: int = 3  # eta: the top 1/eta of a rung goes on
     rule: str = "rank"  # see autoslim.search.mo_rank
     ref_costs: dict[str, float] = field(default_factory=dict)  # hypervolume rule's reference cost per profile
+    # restart: each rung runs its share of the fine-tune from the start (the schedule compressed into it);
+    # continue: a promoted trial goes on from the state its last rung left (see autoslim.search.ladder)
+    fine_tune: str = "restart"
     records: list[dict[int, Entry]] = field(default_factory=list)  # per rung: trial -> (accuracy, costs)
     promoted: list[set[int]] = field(default_factory=list)  # per rung: trials promoted from it
     # Best-first order per rung (dropped by record(), keyed on the references): kept out of equality and the JSON.
@@ -58,6 +63,8 @@ class Rungs:
         if isinstance(self.reduction_factor, bool) or not isinstance(self.reduction_factor, int) \
                 or self.reduction_factor < 2:  # fmt: skip
             raise ValueError(f"reduction_factor must be an integer >= 2, got {self.reduction_factor!r}")
+        if self.fine_tune not in FINE_TUNE:
+            raise ValueError(f"fine_tune must be one of {list(FINE_TUNE)}, got {self.fine_tune!r}")
         if self.rule not in RULES:
             raise ValueError(f"unknown promotion rule {self.rule!r}; choose one of {list(RULES)}")
         n = len(self.fractions)
@@ -138,7 +145,7 @@ class Rungs:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT, "fractions": list(self.fractions), "reduction_factor": self.reduction_factor,
-            "rule": self.rule, "ref_costs": dict(self.ref_costs),
+            "rule": self.rule, "ref_costs": dict(self.ref_costs), "fine_tune": self.fine_tune,
             "rungs": [{"records": {str(t): [acc, dict(costs)] for t, (acc, costs) in sorted(recs.items())},
                        "promoted": sorted(prom)} for recs, prom in zip(self.records, self.promoted, strict=True)],
         }  # fmt: skip
@@ -153,6 +160,7 @@ class Rungs:
         ]
         return cls(tuple(data["fractions"]), reduction_factor=int(data["reduction_factor"]), rule=data["rule"],
                    ref_costs=dict(data.get("ref_costs", {})), records=records,
+                   fine_tune=data.get("fine_tune", "restart"),
                    promoted=[set(r["promoted"]) for r in rungs])  # fmt: skip
 
     def to_json(self) -> str:
@@ -168,9 +176,10 @@ def rungs_from_config(config: Mapping[str, Any] | None) -> Rungs:
     """From a space's ``rungs:`` mapping (``{fractions: [0.111, 0.333, 1], reduction_factor: 3, rule: hypervolume}``);
     None or {} gives the defaults."""
     config = dict(config or {})
-    unknown = set(config) - {"fractions", "reduction_factor", "rule"}
+    unknown = set(config) - {"fractions", "reduction_factor", "rule", "fine_tune"}
     if unknown:
-        raise ValueError(f"rungs: unknown key(s) {sorted(unknown)}; use fractions, reduction_factor, rule")
+        raise ValueError(f"rungs: unknown key(s) {sorted(unknown)}; use fractions, reduction_factor, rule, fine_tune")
     fractions: Sequence[float] = config.get("fractions", DEFAULT_FRACTIONS)
     rule = config.get("rule", DEFAULT_RULE)
-    return Rungs(tuple(fractions), reduction_factor=config.get("reduction_factor", 3), rule=rule)
+    return Rungs(tuple(fractions), reduction_factor=config.get("reduction_factor", 3), rule=rule,
+                 fine_tune=config.get("fine_tune", DEFAULT_FINE_TUNE))  # fmt: skip

@@ -253,19 +253,26 @@ def _output_shapes(model: nn.Module, layers: Mapping[str, nn.Module], inputs: An
     return shapes
 
 
-def _epoch_batches(data: Data, config: KDConfig, gen: torch.Generator) -> tuple[Any, int]:
-    """(an epoch -> its batches, optimizer steps per epoch)."""
+def _epoch_plan(data: Data, config: KDConfig) -> tuple[bool, int]:
+    """(whether an epoch is one pass over the data, optimizer steps per epoch)."""
     fixed = config.epoch_steps
     if fixed is None:
         steps = data.num_batches(config.batch_size)
         if steps is None:  # a loader that cannot tell its length: count one pass
             steps = sum(1 for _ in data.batches())
         if config.min_epoch_steps is None or steps >= config.min_epoch_steps:
-            return (lambda: data.batches(shuffle=True, generator=gen, batch_size=config.batch_size)), steps
+            return True, steps
         fixed = config.min_epoch_steps
+    return False, fixed
+
+
+def _epoch_batches(data: Data, config: KDConfig, gen: torch.Generator, plan: tuple[bool, int]) -> Any:
+    """An epoch -> its batches (one pass, or ``steps`` drawn from the cycled data), as :func:`_epoch_plan` says."""
+    one_pass, steps = plan
+    if one_pass:
+        return lambda: data.batches(shuffle=True, generator=gen, batch_size=config.batch_size)
     stream = cycle(data, shuffle=True, generator=gen, batch_size=config.batch_size)
-    n = fixed
-    return (lambda: (next(stream) for _ in range(n))), n
+    return lambda: (next(stream) for _ in range(steps))
 
 
 def training_mode(model: nn.Module, *, dropout_off: bool) -> None:
@@ -283,7 +290,7 @@ def describe(c: KDConfig) -> str:
     return f"KD {c.epochs}{more} ep lr {c.lr:.1g} T{c.temperature:.1f}"
 
 
-@register("distill.kd", KDConfig, order=60, role="fine-tune", describe=describe)
+@register("distill.kd", KDConfig, order=60, role="fine-tune", describe=describe, resumable=True)
 def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
     if ctx.teacher is None or ctx.train_data is None:
         raise InfeasibleError("distill.kd: the task provides no teacher or no training data")
@@ -302,23 +309,23 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
         opt = torch.optim.Adam(params, lr=config.lr)
     else:
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True)
-    gen = torch.Generator().manual_seed(ctx.seed)
-    epoch_batches, steps_per_epoch = _epoch_batches(data, config, gen)
-    # A low rung of a multi-fidelity search runs a share of the steps, with the whole schedule (decay included)
-    # in them: a short fine-tune that ends at a low learning rate ranks plans better than a long one cut short.
+    epoch_plan = _epoch_plan(data, config)
+    steps_per_epoch = epoch_plan[1]
     planned = epochs * steps_per_epoch
-    total = planned if ctx.fidelity >= 1.0 else max(1, math.ceil(ctx.fidelity * planned - 1e-9))
-    epochs = math.ceil(total / steps_per_epoch)
-    sched = _scheduler(opt, config.schedule, total)
+    legs = fine_tune_legs(ctx)
+    resume = ctx.fine_tune_resume
     note: dict[str, Any] = {
-        "label_free": label_free, "loss": choice.describe(), "epochs_run": epochs, "removed": round(removed, 4),
+        "label_free": label_free, "loss": choice.describe(), "removed": round(removed, 4),
         "steps_per_epoch": steps_per_epoch,
         "teacher_outputs": "cached" if teacher_out.cached is not None else "per batch",
     }  # fmt: skip
-    if total < planned:
-        note.update(fidelity=round(ctx.fidelity, 4), steps_run=total, steps_planned=planned)
-    steps_done = 0
+    if legs[-1][1] < 1.0:
+        note.update(fidelity=round(legs[-1][1], 4), steps_planned=planned)
     ctx.notes["distill.kd"] = note  # recorded up front: a fine-tune stopped early keeps it too
+    if resume is not None:  # a multi-fidelity rung that goes on from the one below (autoslim.search.ladder)
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        note["continued_from"] = round(legs[0][0], 4)
     features = _FeatureMatch(model, teacher, ctx.example_inputs) if config.feature_weight > 0 else None
     if features is not None:
         note["feature_layers"] = features.names or "no same-named layer with the same output shape: skipped"
@@ -326,40 +333,118 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
             features.remove()
             features = None
     frozen = frozen_batch_norms(model)
-
-    def stats_batches() -> Iterator[Any]:
-        return (b.inputs for b in data.batches(shuffle=True, generator=gen, batch_size=config.batch_size))
-
     # auto: off when the student only chases the teacher's outputs: label-free outputs, or the task's own
     # distillation loss (a task defines one where its targets are not class labels, e.g. embedding similarity)
     matching = label_free or ctx.distill_loss is not None
     dropout_off = config.dropout == "off" or (config.dropout == "auto" and matching)
     note["dropout"] = "off" if dropout_off else "on"
-    training_mode(model, dropout_off=dropout_off)
-    teacher.eval()
     loss = torch.tensor(0.0)
+    run = _Leg(
+        model, teacher, config, ctx, data, choice, teacher_out, opt, params, features, frozen, dropout_off, epoch_plan
+    )
     try:
+        for lo, hi in legs:
+            begin, end = steps_at(lo, planned), steps_at(hi, planned)
+            loss = run(begin, end, planned, note)
+    finally:
+        if features is not None:
+            features.remove()
+    model.eval()
+    note["final_loss"] = float(loss.detach())
+    done = [*(resume["legs"] if resume is not None else []), *(hi for _lo, hi in legs)]
+    if len(done) > 1:
+        note["legs"] = [round(f, 6) for f in done]
+    ctx.fine_tune_state = {"legs": done}
+    if ctx.keep_fine_tune_state:  # what the next rung goes on from
+        ctx.fine_tune_state.update(model=model.state_dict(), optimizer=opt.state_dict())
+    return model
+
+
+def steps_at(fidelity: float, planned: int) -> int:
+    """The optimizer steps done by the end of ``fidelity`` of a ``planned``-step fine-tune (at least 1 above 0)."""
+    if fidelity <= 0.0:
+        return 0
+    return planned if fidelity >= 1.0 else max(1, math.ceil(fidelity * planned - 1e-9))
+
+
+def fine_tune_legs(ctx: ApplyContext) -> list[tuple[float, float]]:
+    """The (from, to) shares of its fine-tune this apply runs, in order. One leg (0, fidelity) but for a
+    multi-fidelity search's continued rungs: a rung resumed from the one below runs (its fidelity, the rung's),
+    and a rebuild (``ctx.fine_tune_legs``: the fidelities a trial's rungs ended at) runs every leg again in turn."""
+    if ctx.fine_tune_legs:
+        ends = [float(f) for f in ctx.fine_tune_legs]
+        return list(zip([0.0, *ends[:-1]], ends, strict=True))
+    if ctx.fine_tune_resume is not None:
+        return [(float(ctx.fine_tune_resume["legs"][-1]), float(ctx.fidelity))]
+    return [(0.0, float(ctx.fidelity))]
+
+
+class _Leg:
+    """One leg of the fine-tune: steps ``begin`` to ``end`` with the whole learning-rate schedule in them.
+
+    The first leg (from step 0) is the fine-tune as it always ran: batches drawn with ``ctx.seed``. A later leg
+    (a continued rung) restarts the schedule at ``lr`` and decays it again over its own steps (a warm restart, as
+    SGDR), keeping the optimizer's state; its batch order and dropout draw from a seed of (``ctx.seed``, ``begin``),
+    so a search's rung run in another worker and a rebuild that runs every leg in one process give the same model.
+    """
+
+    def __init__(self, model: nn.Module, teacher: nn.Module, config: KDConfig, ctx: ApplyContext, data: Data,
+                 choice: LossChoice, teacher_out: _TeacherOutputs, opt: torch.optim.Optimizer,
+                 params: list[nn.Parameter], features: _FeatureMatch | None, frozen: Any,
+                 dropout_off: bool, epoch_plan: tuple[bool, int]) -> None:  # fmt: skip
+        self.model, self.teacher, self.config, self.ctx, self.data = model, teacher, config, ctx, data
+        self.choice, self.teacher_out, self.opt, self.params = choice, teacher_out, opt, params
+        self.features, self.frozen, self.dropout_off, self.epoch_plan = features, frozen, dropout_off, epoch_plan
+
+    def __call__(self, begin: int, end: int, planned: int, note: dict[str, Any]) -> torch.Tensor:
+        model, config, ctx, teacher = self.model, self.config, self.ctx, self.teacher
+        loss = torch.tensor(0.0)
+        total = end - begin
+        if total <= 0:  # equal neighbouring rungs: nothing more to train
+            return loss
+        if begin == 0:
+            gen = torch.Generator().manual_seed(ctx.seed)
+        else:
+            leg_seed = (ctx.seed * 1_000_003 + begin) % (2**63)
+            torch.manual_seed(leg_seed)
+            gen = torch.Generator().manual_seed(leg_seed)
+        epoch_batches = _epoch_batches(self.data, config, gen, self.epoch_plan)
+        steps_per_epoch = self.epoch_plan[1]
+        epochs = math.ceil(total / steps_per_epoch)
+        sched = _scheduler(self.opt, config.schedule, total)
+        note["epochs_run"] = note.get("epochs_run", 0) + epochs
+        if begin > 0 or end < note.get("steps_planned", end):
+            note["steps_run"] = note.get("steps_run", 0) + total
+
+        def stats_batches() -> Iterator[Any]:
+            return (b.inputs for b in self.data.batches(shuffle=True, generator=gen, batch_size=config.batch_size))
+
+        partial = begin > 0 or end < planned
+        training_mode(model, dropout_off=self.dropout_off)
+        teacher.eval()
+        steps_done = 0
         for _epoch in range(epochs):
             for batch in epoch_batches():
-                if total < planned and steps_done == total:  # a low rung's last, partial epoch (a full run
-                    break  # runs every batch its epochs give, as before rungs existed)
+                if partial and steps_done == total:  # the leg's last, partial epoch (a whole fine-tune runs
+                    break  # every batch its epochs give, as before rungs existed)
                 steps_done += 1
                 out = call_model(model, batch.inputs, output=ctx.output)  # moves the batch to the model's device
-                target = teacher_out(batch, out.device)
+                target = self.teacher_out(batch, out.device)
                 if ctx.distill_loss is not None:
                     loss = ctx.distill_loss(out, target, batch.raw)
                 else:
                     y = batch.targets.to(out.device) if isinstance(batch.targets, torch.Tensor) else batch.targets
-                    loss = output_loss(choice, out, target, y, temperature=config.temperature, alpha=config.alpha)
-                if features is not None:
+                    loss = output_loss(self.choice, out, target, y, temperature=config.temperature,
+                                       alpha=config.alpha)  # fmt: skip
+                if self.features is not None:
                     with torch.no_grad():
                         call_model(teacher, batch.inputs)  # fills the teacher's side of the feature hooks
-                    loss = loss + config.feature_weight * features.loss()
-                opt.zero_grad(set_to_none=True)
+                    loss = loss + config.feature_weight * self.features.loss()
+                self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                opt.step()
+                    torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
+                self.opt.step()
                 sched.step()
                 enforce_masks(model)
                 enforce_sharing(model)
@@ -367,16 +452,11 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
                 raise RuntimeError(f"distill.kd: loss became {float(loss)} in epoch {_epoch}")
             checkable = (_epoch + 1) * steps_per_epoch >= ctx.epoch_callback_min_steps
             if ctx.epoch_callback is not None and _epoch + 1 < epochs and checkable:  # after the last: nothing to save
-                if frozen:  # an early-stop check scores the model: with stale statistics it would score far too low
-                    reestimate(model, frozen, stats_batches())
+                if self.frozen:  # an early-stop check scores the model: with stale statistics it would score too low
+                    reestimate(model, self.frozen, stats_batches())
                 ctx.epoch_callback(_epoch + 1, epochs, model)
-                training_mode(model, dropout_off=dropout_off)  # the callback may have evaluated the model
-    finally:
-        if features is not None:
-            features.remove()
-    if frozen:  # their statistics did not follow the fine-tune (see bn_stats)
-        used = reestimate(model, frozen, stats_batches())
-        note["bn_reestimated"] = {"layers": len(frozen), "batches": used}
-    model.eval()
-    note["final_loss"] = float(loss.detach())
-    return model
+                training_mode(model, dropout_off=self.dropout_off)  # the callback may have evaluated the model
+        if self.frozen:  # their statistics did not follow the fine-tune (see bn_stats)
+            used = reestimate(model, self.frozen, stats_batches())
+            note["bn_reestimated"] = {"layers": len(self.frozen), "batches": used}
+        return loss

@@ -24,7 +24,7 @@ Check it with the shipped contract: ``autoslim.testing.check_technique("demo.sca
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
@@ -69,6 +69,15 @@ class ApplyContext:
     # Share of its training a fine-tune runs, in (0, 1]: a multi-fidelity search's low rungs (autoslim.search.rungs)
     # run short fine-tunes (with the whole learning-rate schedule compressed into them), the last rung all of it.
     fidelity: float = 1.0
+    # Continued rungs (a technique registered ``resumable=True`` reads these; others restart from their start):
+    # ``fine_tune_resume`` is what the rung below left (``{"model", "optimizer": state dicts, "legs": the
+    # fidelities done}``): go on from it up to ``fidelity``. ``fine_tune_legs`` rebuilds a continued trial: run
+    # to each of these fidelities in turn, as its rungs did. With ``keep_fine_tune_state`` the technique leaves
+    # the same kind of mapping in ``fine_tune_state`` when it ends, for the next rung (without it, only "legs").
+    fine_tune_resume: Mapping[str, Any] | None = None
+    fine_tune_legs: tuple[float, ...] | None = None
+    keep_fine_tune_state: bool = False
+    fine_tune_state: dict[str, Any] | None = None
 
 
 ApplyFn = Callable[[nn.Module, Any, ApplyContext], nn.Module]
@@ -134,6 +143,9 @@ class Technique:
     role: Role = "structural"
     describe_config: DescribeFn | None = None  # config -> words; None: ``name(field=value, ...)``
     fine_tune_wrapper: FineTuneWrapper | None = None  # wraps the plan's fine-tunes before this step (QAT)
+    # A fine-tune that can go on from a saved state (ApplyContext.fine_tune_resume): a multi-fidelity search
+    # continues its rungs instead of restarting them
+    resumable: bool = False
 
     def describe(self, config: Any) -> str:
         """``config`` in words for a plan's description (``w4/a8``, ``prune 50% channels (l2)``)."""
@@ -161,6 +173,7 @@ def register(
     role: Role | None = None,
     describe: DescribeFn | None = None,
     fine_tune_wrapper: FineTuneWrapper | None = None,
+    resumable: bool = False,
 ) -> Callable[[ApplyFn], ApplyFn]:
     """Register ``apply`` under a stable dotted ``name``; a duplicate name raises.
 
@@ -171,6 +184,8 @@ def register(
     ``describe(config) -> str`` words a config for reports (default ``name(field=value, ...)``).
     ``fine_tune_wrapper(model, config, ctx)`` returns a context manager the plan's fine-tune steps that come
     before this step run inside (quantize's QAT); it must return a no-op context when the config asks for none.
+    ``resumable``: a fine-tune that honours ``ctx.fine_tune_resume`` / ``fine_tune_legs`` / ``keep_fine_tune_state``
+    (see :class:`ApplyContext`), so a multi-fidelity search continues its rungs rather than restarting them.
     """
     role = role if role is not None else role_for_order(order)
     if role not in ROLES:
@@ -179,7 +194,9 @@ def register(
     def deco(fn: ApplyFn) -> ApplyFn:
         if name in _REGISTRY:
             raise ValueError(f"technique {name!r} is already registered")
-        _REGISTRY[name] = Technique(name, config_cls, fn, order, layer_policy, role, describe, fine_tune_wrapper)
+        _REGISTRY[name] = Technique(
+            name, config_cls, fn, order, layer_policy, role, describe, fine_tune_wrapper, resumable
+        )
         return fn
 
     return deco

@@ -9,7 +9,8 @@ cost, export) when it keeps the contract; check it in the plug-in's own test sui
         check_technique("demo.scale", ScaleConfig(factor=0.5))   # on a tiny built-in task, every built-in profile
 
 Each part is also a function of its own (``check_config``, ``check_round_trip``, ``check_describe``,
-``check_applies``, ``check_deterministic``, ``check_role``, ``check_priced``, ``check_refuses``) taking a task of
+``check_applies``, ``check_deterministic``, ``check_role``, ``check_resumes``, ``check_priced``, ``check_refuses``)
+taking a task of
 the author's choosing; :func:`tiny_task` and :func:`no_weight_layers_task` are the built-in ones.
 """
 
@@ -22,6 +23,7 @@ from autoslim.testing.contract import (
     check_priced,
     check_refuses,
     check_registration,
+    check_resumes,
     check_role,
     check_round_trip,
     check_technique,
@@ -37,6 +39,7 @@ __all__ = [
     "check_priced",
     "check_refuses",
     "check_registration",
+    "check_resumes",
     "check_role",
     "check_round_trip",
     "check_technique",

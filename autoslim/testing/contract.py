@@ -13,6 +13,8 @@ runs them all. What they hold a technique to is what the core relies on:
 * role: a fine-tune or numeric step keeps every parameter's name and shape (export rebuilds the architecture
   without the fine-tunes; int8 runtimes build the float model without the numeric steps); a
   ``fine_tune_wrapper`` leaves the model as it found it on exit;
+* resuming (a fine-tune registered ``resumable=True``): rungs that go on from each other's saved state, through
+  bytes as between worker processes, give the model a rebuild with their ``fine_tune_legs`` gives, bit for bit;
 * pricing: ``run_trial`` gives "ok" or "infeasible" (never "failed"), with a cost on every profile;
 * refusal: on a model without Conv or Linear layers (or a task the author names), the technique applies or
   raises InfeasibleError: it never crashes.
@@ -32,6 +34,7 @@ import torch
 from torch import nn
 
 from autoslim.cost import HardwareProfile, builtin_profiles
+from autoslim.evaluate import score
 from autoslim.nn_utils import call_model
 from autoslim.plan import CompressionPlan, Step
 from autoslim.tasks import Task
@@ -178,6 +181,28 @@ def check_role(name: str, config: Any, task: Task, *, seed: int = 0) -> None:
         assert torch.equal(_output(model, task.example_inputs), reference), f"{name}: fine_tune_wrapper left a trace"
 
 
+def check_resumes(name: str, config: Any, task: Task, profiles: Sequence[HardwareProfile], *, seed: int = 0,
+                  ) -> None:  # fmt: skip
+    """A ``resumable`` fine-tune: run at 1/3 keeping its state, then on to 1 from that state (handed over as
+    bytes, as the driver does between workers): the model equals the one ``build_model(..., legs=...)`` rebuilds
+    with the legs the trial reports, and the second run reports them as (1/3, 1)."""
+    plan = _plan(name, config).to_dict()
+    low = run_trial(TrialSpec(plan, tuple(profiles), seed=seed, fidelity=1 / 3, keep_state=True), task)
+    assert low.status == "ok", f"{name}: a 1/3 rung gave {low.status!r}: {low.reason}"
+    assert low.checkpoint is not None, f"{name}: resumable, but left no state with keep_state (ctx.fine_tune_state)"
+    top = run_trial(TrialSpec(plan, tuple(profiles), seed=seed, resume=low.checkpoint), task)
+    assert top.status == "ok", f"{name}: going on from the 1/3 rung's state gave {top.status!r}: {top.reason}"
+    legs = top.fine_tune_legs
+    assert legs is not None and [round(f, 6) for f in legs] == [round(1 / 3, 6), 1.0], (
+        f"{name}: a continued fine-tune must report its legs ([1/3, 1] in ctx.fine_tune_state), got {legs}"
+    )
+    rebuilt, _ = build_model(_plan(name, config), task, seed=seed, legs=legs)
+    again = score(rebuilt, task)
+    assert again == top.accuracy, (
+        f"{name}: the rebuild with legs {legs} scores {again}, the continued run {top.accuracy}"
+    )
+
+
 def check_priced(
     name: str, config: Any, task: Task, profiles: Sequence[HardwareProfile], *, seed: int = 0
 ) -> tuple[str, str, dict[str, dict[str, Any]]]:
@@ -250,6 +275,9 @@ def check_technique(
         check_deterministic(name, config, task, seed=seed)
         check_role(name, config, task, seed=seed)
         done += ["deterministic", "role"]
+        if tech.resumable:
+            check_resumes(name, config, task, profiles, seed=seed)
+            done.append("resumes")
     status, reason, costs = check_priced(name, config, task, profiles, seed=seed)
     expected = "infeasible" if refused is not None else "ok"
     assert status == expected, f"{name}: run_trial gave {status!r} where building the plan gave {expected!r}"

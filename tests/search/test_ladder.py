@@ -31,8 +31,9 @@ def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _config(tmp_path: Path, budget: int, data: dict | None = None, **kw) -> SearchConfig:
     space = write_space(tmp_path / "mf.yaml", MF_SPACE if data is None else data)
+    kw.setdefault("workers", 1)
     return SearchConfig(space=load_space(space), profiles=[get_profile(p) for p in TINY_PROFILES], budget=budget,
-                        task=TINY_TASK, study="s", results_dir=tmp_path / "results", workers=1, **kw)  # fmt: skip
+                        task=TINY_TASK, study="s", results_dir=tmp_path / "results", **kw)  # fmt: skip
 
 
 def _study(tmp_path: Path) -> optuna.Study:
@@ -220,3 +221,47 @@ def test_multifidelity_with_a_shared_storage_is_refused_before_anything_runs(tmp
     with pytest.raises(ValueError, match="shared --storage is not supported"):
         run_search(cfg)
     assert not (tmp_path / "shared.db").exists()
+
+
+CONTINUE_SPACE = copy.deepcopy(MF_SPACE)
+CONTINUE_SPACE["rungs"] = {**MF_SPACE["rungs"], "fine_tune": "continue"}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_continued_rungs_go_on_from_the_rung_below_and_export_rebuilds_them(tmp_path: Path, workers: int) -> None:
+    """fine_tune: continue: a promoted trial's top rung trains only the steps its low rung did not, starting from
+    the state that rung left (through the driver: process workers hand it over as bytes), and export rebuilds
+    the model bit for bit by running the same legs."""
+    from autoslim.export import export_trial
+
+    run_search(_config(tmp_path, 14, CONTINUE_SPACE, workers=workers))
+    study = _study(tmp_path)
+    assert study.user_attrs[CONFIG_ATTR]["fine_tune"] == "continue"
+    promoted = [t for t in study.trials if [e["rung"] for e in t.user_attrs.get(RUNGS_ATTR) or []] == [0, 1]]
+    assert promoted, "some trial went on to the top rung"
+    for t in promoted:
+        top = t.user_attrs[RUNGS_ATTR][1]
+        kd = t.user_attrs["notes"]["distill.kd"]
+        if t.user_attrs["status"] != "ok":
+            continue
+        assert top["continued_from"] == 0.2 and t.user_attrs["fine_tune_legs"] == [0.2, 1.0]
+        planned = 3 * kd["steps_per_epoch"]  # MF_SPACE: 3 epochs, none added per share removed
+        assert kd["steps_run"] == planned - -(-planned // 5)  # the rest of the fine-tune, not all of it again
+    done = next(t for t in promoted if t.user_attrs["status"] == "ok")
+    exported = export_trial(tmp_path / "results" / "s", task=TINY_TASK, trial=done.number, fmt="state-dict",
+                            out=tmp_path / "out", measure=False)  # fmt: skip
+    assert exported.manifest["reevaluated_accuracy"] == done.user_attrs["accuracy"]
+    assert exported.manifest["fine_tune_legs"] == [0.2, 1.0]
+    from autoslim.report.ladder import ladder_rows
+
+    continued = sum(t.user_attrs[RUNGS_ATTR][1].get("continued_from") == 0.2 for t in promoted)
+    assert continued and ladder_rows(study)[1][2].endswith(f" ({continued} continued)")
+    # not-promoted rungs keep nothing and a restart-mode study records no legs
+    assert all(t.user_attrs.get("fine_tune_legs") is None for t in study.trials if t not in promoted)
+
+
+def test_restart_is_the_default_and_a_study_begun_with_it_resumes_without_the_key(tmp_path: Path) -> None:
+    run_search(_config(tmp_path, 3))
+    assert "fine_tune" not in _study(tmp_path).user_attrs[CONFIG_ATTR]
+    with pytest.raises(RungsChangedError):
+        run_search(_config(tmp_path, 4, CONTINUE_SPACE))

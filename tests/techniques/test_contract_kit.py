@@ -15,6 +15,7 @@ from autoslim.testing import (
     check_describe,
     check_deterministic,
     check_refuses,
+    check_resumes,
     check_role,
     check_technique,
     no_weight_layers_task,
@@ -34,6 +35,7 @@ def test_every_builtin_keeps_the_shipped_contract(name: str) -> None:
     assert report.checks[-1] == "refuses" and report.description
     if name != "distill.kd":  # a fine-tune trains a model without Conv or Linear layers as well as any
         assert report.refused_without_weight_layers, name
+    assert ("resumes" in report.checks) == (name == "distill.kd")  # the one resumable built-in
 
 
 def test_qat_keeps_the_contract_and_its_wrapper_leaves_no_trace() -> None:
@@ -109,3 +111,8 @@ def test_the_kit_catches_randomness_a_crash_and_a_reshaping_fine_tune(scratch: N
     register("tests.reshape", _Config, role="fine-tune")(reshape)
     with pytest.raises(AssertionError, match="keep the parameters"):
         check_role("tests.reshape", _Config(), task)
+
+    # says it can resume, but neither leaves a state nor reads one
+    register("tests.forgetful", _Config, role="fine-tune", resumable=True)(_scale)
+    with pytest.raises(AssertionError, match="left no state"):
+        check_resumes("tests.forgetful", _Config(), task, list(builtin_profiles().values()))
