@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import pytest
 import torch
@@ -65,6 +66,23 @@ def test_a_rebuild_with_the_legs_gives_the_continued_model_bit_for_bit(task, pro
     assert any(not torch.equal(a[k], b[k]) for k in a)  # so the legs are what made the model
 
 
+def test_continued_builds_hand_over_the_fine_tuned_weights_not_the_quantized_ones(task) -> None:
+    """The state a rung leaves is the fine-tune's (the plan's quantize step rounds the weights in place after it):
+    going on through bytes gives the weights a rebuild with the legs gives, bit for bit."""
+    plan = CompressionPlan.from_params(STEPS)
+    state = None
+    for fidelity in (1 / 9, 1 / 3, 1.0):
+        model, ctx = build_model(plan, task, seed=3, fidelity=fidelity, resume=state, keep_state=fidelity < 1)
+        if fidelity < 1:
+            buffer = io.BytesIO()
+            torch.save(ctx.fine_tune_state, buffer)
+            state = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+    assert ctx.fine_tune_state is not None
+    rebuilt, _ = build_model(plan, task, seed=3, legs=ctx.fine_tune_state["legs"])
+    a, b = _weights(model), _weights(rebuilt)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_one_leg_is_the_fine_tune_as_before(task, profiles) -> None:
     """No resume, no legs: the fine-tune runs from step 0 with the seed's batches, whatever keep_state says."""
     plan = CompressionPlan.from_params(STEPS)
@@ -77,7 +95,7 @@ def test_one_leg_is_the_fine_tune_as_before(task, profiles) -> None:
 def test_a_continued_rung_starts_where_the_rung_below_ended(task, profiles) -> None:
     """Going on from a state: the model the lower rung left is where the next leg starts (not the teacher)."""
     low = run_trial(_spec(profiles, fidelity=1 / 9, keep_state=True), task)
-    state = torch.load(__import__("io").BytesIO(low.checkpoint), weights_only=True)
+    state = torch.load(io.BytesIO(low.checkpoint), weights_only=True)
     plan = CompressionPlan.from_params(STEPS)
     # a leg of no steps (equal neighbouring rungs) leaves the loaded state as it was
     model, _ = build_model(dataclasses.replace(plan, steps=plan.steps[:2]), task, seed=3, fidelity=1 / 9,

@@ -29,6 +29,7 @@ recomputed per batch rather than cached: they would take far more memory than th
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -355,8 +356,10 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
     if len(done) > 1:
         note["legs"] = [round(f, 6) for f in done]
     ctx.fine_tune_state = {"legs": done}
-    if ctx.keep_fine_tune_state:  # what the next rung goes on from
-        ctx.fine_tune_state.update(model=model.state_dict(), optimizer=opt.state_dict())
+    if ctx.keep_fine_tune_state:  # what the next rung goes on from: copies, as later steps (quantize) may round
+        # the weights in place before the trial hands the state over
+        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        ctx.fine_tune_state.update(model=weights, optimizer=copy.deepcopy(opt.state_dict()))
     return model
 
 

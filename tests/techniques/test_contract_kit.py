@@ -115,4 +115,4 @@ def test_the_kit_catches_randomness_a_crash_and_a_reshaping_fine_tune(scratch: N
     # says it can resume, but neither leaves a state nor reads one
     register("tests.forgetful", _Config, role="fine-tune", resumable=True)(_scale)
     with pytest.raises(AssertionError, match="left no state"):
-        check_resumes("tests.forgetful", _Config(), task, list(builtin_profiles().values()))
+        check_resumes("tests.forgetful", _Config(), task)
