@@ -345,7 +345,11 @@ def run_trial(
     try:
         plan = CompressionPlan.from_dict(spec.plan)
         stop = early_stop(task, spec.min_accuracy, spec.fronts, spec.profiles)
-        resume = torch.load(io.BytesIO(spec.resume), weights_only=True) if spec.resume is not None else None
+        resume = None
+        if spec.resume is not None:
+            resume = torch.load(io.BytesIO(spec.resume), weights_only=True, map_location="cpu")
+            # known before the build: a continued rung stopped early or failed still says it was continued
+            result.fine_tune_legs = [*(float(f) for f in resume["legs"]), float(spec.fidelity)]
         model, ctx = build_model(
             plan,
             task,

@@ -92,17 +92,20 @@ def test_one_leg_is_the_fine_tune_as_before(task, profiles) -> None:
     assert ctx.fine_tune_state is not None and ctx.fine_tune_state["legs"] == [pytest.approx(1 / 3)]
 
 
-def test_a_continued_rung_starts_where_the_rung_below_ended(task, profiles) -> None:
-    """Going on from a state: the model the lower rung left is where the next leg starts (not the teacher)."""
+def test_a_continued_rung_starts_where_the_rung_below_ended_and_trains_at_lr_again(task, profiles) -> None:
+    """Going on from a state: a leg of no steps (equal neighbouring rungs) leaves the loaded weights as they were;
+    a real leg starts its schedule at ``lr`` again (the rung below ended at 0) and moves the weights."""
     low = run_trial(_spec(profiles, fidelity=1 / 9, keep_state=True), task)
     state = torch.load(io.BytesIO(low.checkpoint), weights_only=True)
     plan = CompressionPlan.from_params(STEPS)
-    # a leg of no steps (equal neighbouring rungs) leaves the loaded state as it was
-    model, _ = build_model(dataclasses.replace(plan, steps=plan.steps[:2]), task, seed=3, fidelity=1 / 9,
-                           resume=state)  # fmt: skip
-    for k, v in _weights(model).items():
-        if k in state["model"]:
-            assert torch.equal(v, state["model"][k]), k
+    float_plan = dataclasses.replace(plan, steps=plan.steps[:2])  # no quantize: the fine-tune's own weights
+    same, _ = build_model(float_plan, task, seed=3, fidelity=1 / 9, resume=state)
+    for k, v in _weights(same).items():
+        assert torch.equal(v, state["model"][k]), k
+    moved, ctx = build_model(float_plan, task, seed=3, fidelity=1.0, resume=state)
+    assert ctx.notes["distill.kd"]["lr_at_start"] == pytest.approx(STEPS["distill.kd"].get("lr", 3e-3))
+    convs = [k for k in state["model"] if k.endswith("weight") and state["model"][k].dim() == 3]
+    assert convs and all((moved.state_dict()[k] - state["model"][k]).abs().max() > 1e-4 for k in convs)
 
 
 def test_a_plan_without_one_resumable_fine_tune_cannot_continue(task) -> None:

@@ -56,18 +56,24 @@ def _ort() -> Any:
 
 
 def build_float_model(
-    plan: CompressionPlan | dict[str, Any], task: Task, *, seed: int = 0, cache: dict[str, Any] | None = None
+    plan: CompressionPlan | dict[str, Any],
+    task: Task,
+    *,
+    seed: int = 0,
+    cache: dict[str, Any] | None = None,
+    legs: list[float] | None = None,
 ) -> nn.Module:
     """The plan's model without its numeric steps (the runtime quantizes), stripped of autoslim additions.
 
     Same code path as :func:`autoslim.trial.run_trial`; a skipped step's ``fine_tune_wrapper`` still applies (a
-    ``quantize`` step with ``mode="qat"`` still makes the fine-tune quantization-aware).
+    ``quantize`` step with ``mode="qat"`` still makes the fine-tune quantization-aware). ``legs``: a continued
+    multi-fidelity trial's ``fine_tune_legs`` (see :func:`autoslim.trial.build_model`).
     """
     from autoslim.trial import build_model  # trial imports the cost model; keep this module light to import
 
     if isinstance(plan, dict):
         plan = CompressionPlan.from_dict(plan)
-    model, _ctx = build_model(plan, task, seed=seed, cache=cache, skip=list_techniques(role="numeric"))
+    model, _ctx = build_model(plan, task, seed=seed, cache=cache, skip=list_techniques(role="numeric"), legs=legs)
     return strip_autoslim(model)
 
 

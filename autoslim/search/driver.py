@@ -314,7 +314,8 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
             clock.add(0, float(seconds))  # a resumed search plans with the durations it has already seen
     else:  # each rung's runs, as recorded on the trials (a resumed search plans with them)
         clock = TimeBudget(config.time_budget_s, fractions=ladder.rungs.fractions,
-                           reduction_factor=ladder.rungs.reduction_factor, restart=True)  # fmt: skip
+                           reduction_factor=ladder.rungs.reduction_factor,
+                           restart=ladder.rungs.fine_tune == "restart")  # fmt: skip
         for rung, seconds in ladder.durations():
             clock.add(rung, seconds)
     del df0

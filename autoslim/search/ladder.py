@@ -197,7 +197,8 @@ class Ladder:
                   f"{n} trial(s) at that rung so far): {why}")  # fmt: skip
         return TrialResult("stopped", accuracy=result.accuracy, costs=result.costs, params=result.params,
                            reason=reason, duration_s=result.duration_s, steps=result.steps, notes=result.notes,
-                           seed=result.seed, threads=result.threads, plan=result.plan)  # fmt: skip
+                           seed=result.seed, threads=result.threads, plan=result.plan,
+                           fine_tune_legs=result.fine_tune_legs)  # fmt: skip
 
     @staticmethod
     def is_not_promoted(result: TrialResult) -> bool:

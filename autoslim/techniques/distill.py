@@ -358,9 +358,20 @@ def apply(model: nn.Module, config: KDConfig, ctx: ApplyContext) -> nn.Module:
     ctx.fine_tune_state = {"legs": done}
     if ctx.keep_fine_tune_state:  # what the next rung goes on from: copies, as later steps (quantize) may round
         # the weights in place before the trial hands the state over
-        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        ctx.fine_tune_state.update(model=weights, optimizer=copy.deepcopy(opt.state_dict()))
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        ctx.fine_tune_state.update(model=weights, optimizer=_to_cpu(copy.deepcopy(opt.state_dict())))
     return model
+
+
+def _to_cpu(obj: Any) -> Any:
+    """Tensors in a (nested) state dict moved to the CPU: a GPU worker's state loads on any worker."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
 
 
 def steps_at(fidelity: float, planned: int) -> int:
@@ -411,6 +422,10 @@ class _Leg:
             leg_seed = (ctx.seed * 1_000_003 + begin) % (2**63)
             torch.manual_seed(leg_seed)
             gen = torch.Generator().manual_seed(leg_seed)
+        if begin > 0:  # a warm restart: back to lr (a scheduler built on an optimizer whose last schedule
+            for group in self.opt.param_groups:  # ended at 0 would start, and stay, at 0)
+                group["lr"] = group["initial_lr"] = config.lr
+        note["lr_at_start"] = self.opt.param_groups[0]["lr"]
         epoch_batches = _epoch_batches(self.data, config, gen, self.epoch_plan)
         steps_per_epoch = self.epoch_plan[1]
         epochs = math.ceil(total / steps_per_epoch)

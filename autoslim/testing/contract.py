@@ -195,6 +195,8 @@ def check_resumes(name: str, config: Any, task: Task, *, seed: int = 0) -> None:
     torch.save(state, buffer)
     resume = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
     model, ctx = build_model(plan, task, seed=seed, resume=resume)
+    moved = [k for k, v in model.named_parameters() if not torch.equal(v.detach().cpu(), resume["model"][k])]
+    assert moved, f"{name}: going on from the 1/3 state to 1 left every weight as it was (did the schedule restart?)"
     legs = (ctx.fine_tune_state or {}).get("legs")
     assert legs is not None and [round(float(f), 6) for f in legs] == [round(1 / 3, 6), 1.0], (
         f"{name}: a continued fine-tune must report its legs ([1/3, 1] in ctx.fine_tune_state), got {legs}"

@@ -265,3 +265,13 @@ def test_restart_is_the_default_and_a_study_begun_with_it_resumes_without_the_ke
     assert "fine_tune" not in _study(tmp_path).user_attrs[CONFIG_ATTR]
     with pytest.raises(RungsChangedError):
         run_search(_config(tmp_path, 4, CONTINUE_SPACE))
+
+
+def test_a_trial_not_promoted_after_a_continued_rung_keeps_its_legs() -> None:
+    from autoslim.search.ladder import Ladder
+    from autoslim.search.rungs import Rungs
+    from autoslim.trial import TrialResult
+
+    ladder = Ladder(Rungs((1 / 9, 1 / 3, 1.0), fine_tune="continue"), [get_profile(p) for p in TINY_PROFILES])
+    told = ladder.not_promoted(TrialResult("ok", accuracy=0.9, fine_tune_legs=[1 / 9, 1 / 3]), 1, "not in the top")
+    assert told.status == "stopped" and told.fine_tune_legs == [1 / 9, 1 / 3]
