@@ -148,11 +148,9 @@ def build_model(
     ``ctx.fine_tune_state``; ``legs`` (a continued trial's ``fine_tune_legs``) rebuilds one by running to each
     fidelity in turn. Raises ValueError when the plan has no such single fine-tune.
     """
-    if resume is not None or legs or keep_state:
-        tunes = [s for s in plan.steps if s.technique not in skip and _fine_tunes(s)]
-        if len(tunes) != 1 or not get_technique(tunes[0].technique).resumable:
-            raise ValueError(f"a continued fine-tune needs a plan with one resumable fine-tune step, not "
-                             f"{[s.technique for s in tunes]}")  # fmt: skip
+    if (resume is not None or legs or keep_state) and not can_continue(plan, skip):
+        tunes = [s.technique for s in plan.steps if s.technique not in skip and _fine_tunes(s)]
+        raise ValueError(f"a continued fine-tune needs a plan with one resumable fine-tune step, not {tunes}")
     torch.manual_seed(seed)
     dev = torch.device(device)
     cache = cache if cache is not None else {}
@@ -218,6 +216,13 @@ def build_model(
         ctx.notes["resolved_plan"] = CompressionPlan(tuple(built)).to_dict()
     model.eval()
     return model, ctx
+
+
+def can_continue(plan: CompressionPlan, skip: Collection[str] = ()) -> bool:
+    """Whether ``plan``'s fine-tune can go on from a saved state (continued multi-fidelity rungs): it has exactly
+    one fine-tune step (``skip`` left out), of a technique registered ``resumable``."""
+    tunes = [s for s in plan.steps if s.technique not in skip and _fine_tunes(s)]
+    return len(tunes) == 1 and get_technique(tunes[0].technique).resumable
 
 
 def _fine_tunes(step: Step) -> bool:

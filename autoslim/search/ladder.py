@@ -40,7 +40,7 @@ from autoslim.plan import CompressionPlan
 from autoslim.search.rungs import Rungs
 from autoslim.search.study import INTERRUPTED
 from autoslim.techniques import get_technique
-from autoslim.trial import NOT_PROMOTED, TrialResult
+from autoslim.trial import NOT_PROMOTED, TrialResult, can_continue
 
 RUNGS_ATTR = "rungs"  # per trial: its finished rungs, oldest first
 PROMOTED_ATTR = "promoted_to"  # per trial: the rung it was promoted to (set before that rung runs)
@@ -157,10 +157,7 @@ class Ladder:
     def continues(self, plan: CompressionPlan) -> bool:
         """Whether ``plan``'s rungs go on from each other (``fine_tune: continue``): it needs one fine-tune step,
         of a technique that can resume (``register(..., resumable=True)``); any other plan restarts each rung."""
-        if self.rungs.fine_tune != "continue":
-            return False
-        tunes = [s for s in plan.steps if get_technique(s.technique).role == "fine-tune"]
-        return len(tunes) == 1 and get_technique(tunes[0].technique).resumable
+        return self.rungs.fine_tune == "continue" and can_continue(plan)
 
     def runs_once(self, number: int) -> bool:
         """Whether trial ``number`` runs once at the top rung because it has nothing to shorten."""
