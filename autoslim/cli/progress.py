@@ -49,6 +49,9 @@ class _Plain:
         self._line(f"{p.what}: epoch {p.done}/{p.total}, {p.detail} ({p.elapsed_s:.0f} s)")
 
     def search(self, p: SearchProgress) -> None:
+        if p.late_of is not None:
+            self._line(f"trial {p.late_of}: promoted late to rung {p.promoted_to} (runs as trial {p.number})")
+            return
         if p.result is None:
             self._line(f"search: {_of(p)} trials already finished")
             return
@@ -83,7 +86,8 @@ class _Bars:
             self.search_id = self.bar.add_task("search", total=self.budget, best="", eta="")
         last = f"trial {p.number} {p.result.status}" if p.result is not None else ""
         if p.promoted_to is not None:
-            last = f"trial {p.number} → rung {p.promoted_to}"
+            late = "" if p.late_of is None else f" (trial {p.late_of}, late)"
+            last = f"trial {p.number} → rung {p.promoted_to}{late}"
         self.bar.update(self.search_id, completed=p.done, best=" · ".join(x for x in (last, p.best) if x),
                         eta=ends_in(p.eta_s))  # fmt: skip
 

@@ -17,12 +17,13 @@ counts every driver's trials, stale trials are found by heartbeat, and each driv
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from autoslim.report.results import StudyResults, open_results
 from autoslim.safe_io import replacing, safe_write_text
 from autoslim.search.fronts import ParetoFronts
 from autoslim.search.journal_batch import one_append
-from autoslim.search.ladder import CONFIG_ATTR, Ladder, RungsChangedError
+from autoslim.search.ladder import CONFIG_ATTR, LATE_ATTR, Ladder, RungsChangedError
 from autoslim.search.lock import StudyLock
 from autoslim.search.policy_tables import prepare_tables
 from autoslim.search.preflight import study_preflight
@@ -111,6 +112,8 @@ class Progress:
     # A multi-fidelity trial that finished a rung and goes on to this one (not a finished trial: ``done`` is
     # unchanged, ``result`` is the rung's)
     promoted_to: int | None = None
+    # A late promotion (``result`` None): the turned-down trial that goes on, as trial ``number``, to ``promoted_to``
+    late_of: int | None = None
 
 
 @dataclass
@@ -344,11 +347,14 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
             known = live.as_spec_fronts() if config.early_stop else None
             if shared:
                 fail_stale(study)
-            while (
-                not out_of_time
-                and len(running) < executor.slots
-                and (claimed_count(study) if shared else done + len(running)) < budget
-            ):
+            while not out_of_time and len(running) < executor.slots:
+                # A free slot goes first to a turned-down trial that later arrivals pushed into its rung's top
+                # share (ASHA's late promotion): it is the same plan, so it takes no new budget slot.
+                late = ladder.next_late(functools.partial(clock.can_promote, elapsed_s=elapsed)) if ladder else None
+                if ladder is not None and late is not None:
+                    ladder.promote_late(study, *late)
+                elif (claimed_count(study) if shared else done + len(running) - _late(running.values())) >= budget:
+                    break
                 starting = ask(study)
                 heartbeats.add(starting._trial_id)
                 if shared and beyond_budget(study, starting.number, budget):
@@ -366,13 +372,21 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                 floor = accuracy_floor(constraints, headline.base_acc) if config.early_stop else None
                 rung = ladder.first_rung(starting, plan) if ladder is not None else 0
                 keep = ladder is not None and rung < ladder.top and ladder.continues(plan)  # for the next rung
-                spec = TrialSpec(plan.to_dict(), tuple(profiles), seed=config.seed + starting.number,
+                # A late promotion runs with its first trial's seed, and goes on from the state its rung left
+                # where the driver kept it (continued rungs); else the rung restarts.
+                state = ladder.take_state(starting.number) if ladder is not None else None
+                spec = TrialSpec(plan.to_dict(), tuple(profiles),
+                                 seed=config.seed + (starting.number if ladder is None else ladder.seed_of(starting)),
                                  number=starting.number, min_accuracy=floor, fronts=known,
-                                 fidelity=ladder.fidelity(rung) if ladder is not None else 1.0,
-                                 keep_state=keep)  # fmt: skip
+                                 fidelity=ladder.fidelity(rung) if ladder is not None else 1.0, keep_state=keep,
+                                 resume=state if ladder is not None and ladder.continues(plan) else None)  # fmt: skip
                 specs[starting.number] = spec
                 since[starting.number] = time.monotonic()
+                late_of = starting.user_attrs.get(LATE_ATTR)
                 running[executor.submit(spec)] = (starting, plan, rung)
+                if on_progress and isinstance(late_of, int):
+                    on_progress(Progress(done, config.budget, None, headline.text(), starting.number, _eta_now(),
+                                         promoted_to=rung, late_of=late_of))  # fmt: skip
                 starting = None
             if not running:
                 break
@@ -414,6 +428,8 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                         result = ladder.not_promoted(result, rung, "promoted, but the next rung would not end "
                                                      "within the time budget")  # fmt: skip
                     elif rung < ladder.top:
+                        if result.status == "ok":
+                            ladder.park(trial, rung, result)  # it may still be promoted late
                         result = ladder.not_promoted(
                             result, rung, f"not in the top 1/{ladder.rungs.reduction_factor} of its rung by "
                             f"the '{ladder.rungs.rule}' rule over every profile")  # fmt: skip
@@ -427,14 +443,16 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                 if result.status != "failed" and ladder is None:
                     clock.add(0, max(held, result.duration_s))
                 heartbeats.discard(trial._trial_id)
-                done, ran = (finished_count(study) if shared else done + 1), ran + 1
+                # A late promotion's trial counts instead of the turned-down one (finished_count agrees).
+                late_done = LATE_ATTR in trial.user_attrs
+                done, ran = (finished_count(study) if shared else done + (0 if late_done else 1)), ran + 1
                 if on_progress:
                     on_progress(Progress(done, config.budget, result, headline.text(), trial.number, _eta_now()))
             if broken:  # the pool is unusable: its other trials died with it
                 for trial, plan, _ in running.values():
                     _record(study, trial, plan, TrialResult("failed", reason="worker pool broke"), profiles)
                     heartbeats.discard(trial._trial_id)
-                    done, ran = done + 1, ran + 1
+                    done, ran = done + (0 if LATE_ATTR in trial.user_attrs else 1), ran + 1
                 running.clear()
                 executor.close()
                 executor = _make_executor(config, task)
@@ -470,6 +488,11 @@ def _run_settings(config: SearchConfig) -> dict[str, Any]:
             "gpus_per_trial": config.gpus_per_trial, "early_stop": config.early_stop, "preflight": config.preflight,
             "storage": config.storage, "warm_start": str(config.warm_start) if config.warm_start else None,
             "multifidelity": config.multifidelity}  # fmt: skip
+
+
+def _late(running: Iterable[tuple[optuna.Trial, CompressionPlan, int]]) -> int:
+    """Running late promotions: each goes on with a plan the budget already counts (see ``finished_count``)."""
+    return sum(1 for trial, _, _ in running if LATE_ATTR in trial.user_attrs)
 
 
 def _eta_s(clock: TimeBudget, elapsed: float, running: Sequence[Running], budget: int | None,

@@ -23,6 +23,14 @@
   lives in memory, not in the study folder): each rung entry says ``continued_from`` (None: restarted).
 - trials that have nothing to shorten run once, at the top rung: the baseline, plans without a fine-tune step,
   the space's recipes and warm-start plans (they are there to be measured, not ranked).
+- **late promotion** (ASHA's): a trial turned down at rung r is promoted later when the trials recorded after it
+  push it into the top share (a rung of n trials promotes n // eta: a good plan that finished when fewer than eta
+  had would otherwise never get a second look). Before the driver starts a new plan in a free slot, it promotes
+  the best such trial, highest rung first. The Optuna trial that was told is final, so the promotion runs as a new
+  trial of the same parameters and seed (``late_of``, ``requeue_of``: it carries the rungs, the old one leaves the
+  ladder and the budget's count). A continued rung goes on from the state the rung left when the driver still
+  holds it (kept for turned-down trials up to ``LATE_STATE_BYTES``, the lowest ranked dropped first); otherwise
+  it restarts and its rung entry says so.
 - every finished rung is a trial user attribute (``rungs``: rung, fidelity, status, accuracy, per-profile
   objective cost, seconds), written when it finishes: a killed search rebuilds the ladder from the journal, and
   a trial killed in the middle of rung r is queued again (same parameters, its finished rungs kept) to run rung r.
@@ -30,7 +38,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -46,6 +55,21 @@ RUNGS_ATTR = "rungs"  # per trial: its finished rungs, oldest first
 PROMOTED_ATTR = "promoted_to"  # per trial: the rung it was promoted to (set before that rung runs)
 RESUME_ATTR = "resume_rung"  # a queued trial: the rung its interrupted predecessor was running
 CONFIG_ATTR = "rungs_config"  # per study: the ladder it began with (a resume must use the same)
+LATE_ATTR = "late_of"  # a late promotion: the turned-down trial it goes on from
+SEED_ATTR = "seed_of"  # a late promotion: the trial whose seed it runs with (the first of a chain)
+# Fine-tune states of turned-down trials the driver keeps for late promotion (continued rungs), in all: above it
+# the lowest ranked at its rung is dropped (its late promotion, if any, restarts the rung). A pretrained MiniLM's
+# model and Adam state are ~270 MB; the default task's a few hundred kB.
+LATE_STATE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class _Parked:
+    """A trial turned down at ``rung``: what a late promotion needs to run it again."""
+
+    rung: int
+    params: dict[str, Any]
+    seed_of: int
 
 
 class RungsChangedError(ValueError):
@@ -66,6 +90,8 @@ class Ladder:
         # Trials that run once at the top rung with nothing to shorten (baseline, recipes, plans without a
         # fine-tune): their seconds are not a top-rung fine-tune's, so the time budget's rung medians leave them out.
         self._single: set[int] = set()
+        self._parked: dict[int, _Parked] = {}  # turned down, may still be promoted late
+        self._states: dict[int, bytes] = {}  # parked trial (or its late successor) -> its fine-tune state
 
     @property
     def top(self) -> int:
@@ -111,8 +137,10 @@ class Ladder:
                 continue  # these run again in full anyway (the driver queues them)
             entries = list(a[RUNGS_ATTR])
             resume = int(a.get(PROMOTED_ATTR, entries[-1]["rung"] + 1))
+            # A late promotion keeps its seed, and the turned-down trial it stands for
+            seed = {k: a[k] for k in (SEED_ATTR, LATE_ATTR) if k in a}
             study.enqueue_trial(t.params, user_attrs={"requeue_of": t.number, RUNGS_ATTR: entries,
-                                                      RESUME_ATTR: resume, PROMOTED_ATTR: resume})  # fmt: skip
+                                                      RESUME_ATTR: resume, PROMOTED_ATTR: resume, **seed})  # fmt: skip
             again += 1
         if again:
             notes.append(f"multi-fidelity: {again} trial(s) interrupted above rung 0 queued again at the rung they "
@@ -127,6 +155,11 @@ class Ladder:
             promoted = a.get(PROMOTED_ATTR)
             if isinstance(promoted, int) and 0 < promoted <= self.top:
                 self.rungs.promoted[promoted - 1].add(t.number)
+            if a.get("status") == "stopped" and str(a.get("reason", "")).startswith(NOT_PROMOTED) \
+                    and a.get(RUNGS_ATTR):  # fmt: skip
+                rung = int(a[RUNGS_ATTR][-1]["rung"])
+                if rung < self.top and t.number not in self.rungs.promoted[rung]:
+                    self._parked[t.number] = _Parked(rung, dict(t.params), int(a.get(SEED_ATTR, t.number)))
         return notes
 
     def durations(self) -> list[tuple[int, float]]:
@@ -140,6 +173,14 @@ class Ladder:
         shorten, else 0. A requeued trial's recorded rungs move to its new number."""
         a = trial.user_attrs
         if RESUME_ATTR in a:
+            if LATE_ATTR in a:  # the turned-down trial leaves the ladder: this one carries its rungs
+                old = int(a[LATE_ATTR])
+                self.rungs.forget(old)
+                self._entries.pop(old, None)
+                self._parked.pop(old, None)
+                state = self._states.pop(old, None)
+                if state is not None:
+                    self._states[trial.number] = state
             entries = list(a.get(RUNGS_ATTR) or [])
             for e in entries:
                 self._put(trial.number, e)
@@ -162,6 +203,54 @@ class Ladder:
     def runs_once(self, number: int) -> bool:
         """Whether trial ``number`` runs once at the top rung because it has nothing to shorten."""
         return number in self._single
+
+    # --- late promotion -----------------------------------------------------------------------------------------
+
+    def park(self, trial: optuna.Trial, rung: int, result: TrialResult) -> None:
+        """``trial`` was turned down at ``rung``: keep what a late promotion needs (its state, if it came back)."""
+        seed_of = int(trial.user_attrs.get(SEED_ATTR, trial.number))
+        self._parked[trial.number] = _Parked(rung, dict(trial.params), seed_of)
+        if result.checkpoint is not None:
+            self._states[trial.number] = result.checkpoint
+            self._trim_states()
+
+    def next_late(self, can_promote: Callable[[int], bool]) -> tuple[int, int] | None:
+        """The turned-down trial to promote now, as (trial, rung): the best one the trials recorded since pushed
+        into its rung's top share, from the highest rung whose next rung ``can_promote`` (in time)."""
+        if not self._parked:
+            return None
+        for rung in range(self.top - 1, -1, -1):
+            if not any(p.rung == rung for p in self._parked.values()) or not can_promote(rung):
+                continue
+            for t in self.rungs.promotable(rung):
+                if t in self._parked and self._parked[t].rung == rung:
+                    return t, rung
+        return None
+
+    def promote_late(self, study: optuna.Study, number: int, rung: int) -> None:
+        """Queue ``number``'s late promotion to ``rung + 1``: a new trial of its parameters and seed that carries
+        its rungs (``first_rung`` moves them, and its state, to the new number when the trial is asked)."""
+        parked = self._parked.pop(number)
+        self.rungs.promoted[rung].add(number)
+        study.enqueue_trial(parked.params, user_attrs={
+            "requeue_of": number, LATE_ATTR: number, SEED_ATTR: parked.seed_of,
+            RUNGS_ATTR: self._entries.get(number, []), RESUME_ATTR: rung + 1, PROMOTED_ATTR: rung + 1})  # fmt: skip
+
+    def seed_of(self, trial: optuna.Trial) -> int:
+        """The trial number whose seed ``trial`` runs with: its own, or for a late promotion the first trial's."""
+        return int(trial.user_attrs.get(SEED_ATTR, trial.number))
+
+    def take_state(self, number: int) -> bytes | None:
+        """The fine-tune state a late promotion goes on from (None: none kept, the rung restarts)."""
+        return self._states.pop(number, None)
+
+    def _trim_states(self) -> None:
+        while len(self._states) > 1 and sum(len(b) for b in self._states.values()) > LATE_STATE_BYTES:
+            parked = [t for t in self._states if t in self._parked]
+            if not parked:
+                return
+            worst = max(parked, key=lambda t: (self.rungs.position(t, self._parked[t].rung), t))
+            del self._states[worst]
 
     # --- a finished rung ----------------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ the top ``n // eta`` of ``n`` is empty).
 The state is plain data (no study, no clock): picklable, and ``to_json`` / ``from_json`` round-trip it for the
 journal, so a resumed search makes the same decisions. A promotion, once granted, stands (a later, better trial
 at the rung does not revoke a fine-tune already under way); a refusal is not final: ``promotable`` lists trials
-that later arrivals pushed into the top share, for a driver that keeps checkpoints (ASHA's late promotion)::
+that later arrivals pushed into the top share, and the driver promotes them late, as ASHA does (see
+``autoslim.search.ladder``)::
 
     rungs = Rungs()                                   # rungs at 1/9, 1/3 and 1 of the KD budget, eta = 3
     rungs.rung_epochs(9)                              # (1, 3, 9)
@@ -120,6 +121,23 @@ class Rungs:
             return []
         return [t for t in self._top_share(rung) if t not in self.promoted[rung]]
 
+    def position(self, trial: int, rung: int) -> float:
+        """Where ``trial`` stands at ``rung`` by the promotion rule: 0 is the best, 1 the worst of those recorded
+        there (1 too for a trial with no record there)."""
+        self._check_rung(rung)
+        order = self._ordered(rung)
+        if trial not in self.records[rung] or len(order) < 2:
+            return 1.0 if trial not in self.records[rung] else 0.0
+        return order.index(trial) / (len(order) - 1)
+
+    def forget(self, trial: int) -> None:
+        """Drop every record and promotion of ``trial``: its rungs now belong to the trial that took its place
+        (a late promotion runs as a new Optuna trial, which carries them)."""
+        for rung, (recs, prom) in enumerate(zip(self.records, self.promoted, strict=True)):
+            if recs.pop(int(trial), None) is not None:
+                self._order.pop(rung, None)
+            prom.discard(int(trial))
+
     def rung_of(self, trial: int) -> int | None:
         """The highest rung ``trial`` has a record at (None: none yet)."""
         return max((r for r, recs in enumerate(self.records) if trial in recs), default=None)
@@ -129,12 +147,15 @@ class Rungs:
         k = len(recs) // self.reduction_factor
         if k == 0:
             return []
+        return self._ordered(rung)[:k]
+
+    def _ordered(self, rung: int) -> list[int]:
         refs = tuple(sorted(self.ref_costs.items()))
         cached = self._order.get(rung)
         if cached is None or cached[0] != refs:
-            cached = (refs, order_best_first(recs, rule=self.rule, ref_costs=self.ref_costs))
+            cached = (refs, order_best_first(self.records[rung], rule=self.rule, ref_costs=self.ref_costs))
             self._order[rung] = cached
-        return cached[1][:k]
+        return cached[1]
 
     def _check_rung(self, rung: int) -> None:
         if not 0 <= rung <= self.top:

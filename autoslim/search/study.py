@@ -129,8 +129,25 @@ def counts_as_finished(t: optuna.trial.FrozenTrial) -> bool:
 
 
 def finished_count(study: optuna.Study) -> int:
-    """Trials that count toward the budget (see ``counts_as_finished``), from every driver of the study."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if counts_as_finished(t))
+    """Trials that count toward the budget (see ``counts_as_finished``), from every driver of the study. A trial
+    promoted late (multi-fidelity) is the same plan as the turned-down trial it goes on from: once it has finished,
+    it counts instead of that one (so the count never goes back)."""
+    trials = study.get_trials(deepcopy=False)
+    gone = _superseded(trials)
+    return sum(1 for t in trials if counts_as_finished(t) and t.number not in gone)
+
+
+def _superseded(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
+    """Trials whose late promotion (``autoslim.search.ladder``, ``late_of``) has finished and counts instead."""
+    return {int(n) for t in trials if isinstance(n := t.user_attrs.get("late_of"), int) and counts_as_finished(t)}
+
+
+def _holds_slot(t: optuna.trial.FrozenTrial, gone: set[int]) -> bool:
+    """Whether ``t`` takes a budget slot: finished, or running; not a late promotion still under way (the
+    turned-down trial it goes on from holds its slot until it finishes)."""
+    if t.number in gone:
+        return False
+    return counts_as_finished(t) or (t.state.name == "RUNNING" and "late_of" not in t.user_attrs)
 
 
 def fail_stale_trials(study: optuna.Study) -> int:
@@ -148,14 +165,17 @@ def fail_stale_trials(study: optuna.Study) -> int:
 
 def claimed_count(study: optuna.Study) -> int:
     """Budget slots taken in a shared study: finished plus running trials of every driver, read from storage."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if counts_as_finished(t) or t.state.name == "RUNNING")
+    trials = study.get_trials(deepcopy=False)
+    gone = _superseded(trials)
+    return sum(1 for t in trials if _holds_slot(t, gone))
 
 
 def beyond_budget(study: optuna.Study, number: int, budget: int) -> bool:
     """Whether trials numbered before ``number`` already fill the budget: two drivers that asked for the last slot
     at once both saw it free; the storage's trial numbers decide which one keeps it."""
-    taken = sum(1 for t in study.get_trials(deepcopy=False)
-                if t.number < number and (counts_as_finished(t) or t.state.name == "RUNNING"))  # fmt: skip
+    trials = study.get_trials(deepcopy=False)
+    gone = _superseded(trials)
+    taken = sum(1 for t in trials if t.number < number and _holds_slot(t, gone))
     return taken >= budget
 
 

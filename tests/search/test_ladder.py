@@ -76,11 +76,16 @@ def test_trials_climb_rungs_and_only_the_top_rung_enters_the_fronts(tmp_path: Pa
     html = (tmp_path / "results" / "s" / "report.html").read_text()
     assert "Promotion ladder" in html
     # progress: one event per promotion (the bar does not advance) and one per finished trial
+    # (a late promotion's event comes when its new trial starts, and names the turned-down one)
     ups = [e for e in events if e.promoted_to is not None]
     assert sorted(e.number for e in ups) == sorted(t.number for t in promoted)
-    assert all(e.promoted_to == 1 and e.result is not None and e.result.accuracy is not None for e in ups)
+    assert all(e.promoted_to == 1 for e in ups)
+    assert all(e.result is not None and e.result.accuracy is not None for e in ups if e.late_of is None)
+    # a late promotion's trial counts instead of the turned-down one when it ends: the count never goes back
+    late = {e.number for e in ups if e.late_of is not None}
     ends = [e for e in events if e.result is not None and e.promoted_to is None]
-    assert [e.done for e in ends] == list(range(1, 15))
+    assert [e.done for e in ends if e.number not in late] == list(range(1, 15))
+    assert [e.done for e in ends] == sorted(e.done for e in ends)
     # the baseline and recipes run once at the top: their seconds are kept apart from the top rung's fine-tunes
     base = next(t for t in study.trials if t.user_attrs.get("baseline"))
     assert base.user_attrs[RUNGS_ATTR] == [dict(base.user_attrs[RUNGS_ATTR][0], once=True)]
@@ -275,3 +280,138 @@ def test_a_trial_not_promoted_after_a_continued_rung_keeps_its_legs() -> None:
     ladder = Ladder(Rungs((1 / 9, 1 / 3, 1.0), fine_tune="continue"), [get_profile(p) for p in TINY_PROFILES])
     told = ladder.not_promoted(TrialResult("ok", accuracy=0.9, fine_tune_legs=[1 / 9, 1 / 3]), 1, "not in the top")
     assert told.status == "stopped" and told.fine_tune_legs == [1 / 9, 1 / 3]
+
+
+def _early_best(order: list[int]):  # type: ignore[no-untyped-def]
+    """A run_trial whose low rungs score by arrival: the first plans to finish rung 0 are the best, so they finish
+    it while fewer than eta trials have (none promoted) and are pushed into the top share by the later ones."""
+    import dataclasses
+
+    def run(spec, task, **kw):  # type: ignore[no-untyped-def]
+        result = real_run_trial(spec, task, **kw)
+        if spec.fidelity < 1.0 and result.status == "ok":
+            order.append(spec.number)
+            result = dataclasses.replace(result, accuracy=0.99 - 0.02 * len(order))
+        return result
+
+    return run
+
+
+@pytest.mark.parametrize("space", ["restart", "continue"])
+def test_a_turned_down_trial_is_promoted_late_as_a_new_trial_of_the_same_plan_and_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, space: str
+) -> None:
+    """ASHA's late promotion: the first plan to finish rung 0 (best of all) was turned down (a rung of one
+    promotes none) and goes on later, as a new Optuna trial of the same parameters and seed carrying its rung 0;
+    the turned-down trial stays stopped, off the fronts, and the budget counts the plan once. Continued rungs go
+    on from the state the driver kept, and export rebuilds the late trial bit for bit."""
+    import autoslim.execution.inline as inline
+    from autoslim.export import export_trial
+    from autoslim.report.ladder import ladder_rows
+    from autoslim.search.ladder import LATE_ATTR
+
+    monkeypatch.setattr(inline, "run_trial", _early_best([]))
+    data = CONTINUE_SPACE if space == "continue" else MF_SPACE
+    out = run_search(_config(tmp_path, 14, data))
+    study = _study(tmp_path)
+    by_number = {t.number: t for t in study.trials}
+    late = [t for t in study.trials if LATE_ATTR in t.user_attrs]
+    assert late, "the early best plans were promoted late"
+    on_fronts = {int(n) for f in out.fronts.values() for n in f["trial"]}
+    for t in late:
+        old = by_number[t.user_attrs[LATE_ATTR]]
+        assert old.user_attrs["status"] == "stopped" and old.user_attrs["reason"].startswith(NOT_PROMOTED)
+        assert old.number not in on_fronts and t.params == old.params and t.user_attrs["requeue_of"] == old.number
+        assert t.user_attrs["seed"] == old.user_attrs["seed"]  # the same plan and seed: export rebuilds it
+        assert t.user_attrs[RUNGS_ATTR][0] == old.user_attrs[RUNGS_ATTR][0]  # rung 0 carried, not run again
+        assert t.user_attrs[RUNGS_ATTR][-1]["rung"] == 1
+        if space == "continue":
+            assert t.user_attrs[RUNGS_ATTR][1]["continued_from"] == 0.2
+            assert t.user_attrs["fine_tune_legs"] == [0.2, 1.0]
+    assert finished_count(study) == 14  # every plan once: a late promotion takes no new slot
+    assert len(study.trials) == 14 + len(late)
+    # the ladder counts the plan once at rung 0 (under its late trial) and once as promoted
+    rows = ladder_rows(study)
+    ran0 = sum(1 for t in study.trials if t.number not in {x.user_attrs[LATE_ATTR] for x in late}
+               and any(e["rung"] == 0 for e in t.user_attrs.get(RUNGS_ATTR) or []))  # fmt: skip
+    assert rows[0][2] == str(ran0)
+    done = next(t for t in late if t.user_attrs["status"] == "ok")
+    exported = export_trial(tmp_path / "results" / "s", task=TINY_TASK, trial=done.number, fmt="state-dict",
+                            out=tmp_path / "out", measure=False)  # fmt: skip
+    assert exported.manifest["reevaluated_accuracy"] == done.user_attrs["accuracy"]
+
+
+def test_a_kill_in_a_late_promotion_resumes_it_with_its_seed_and_the_budget_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import autoslim.execution.inline as inline
+    from autoslim.search.ladder import LATE_ATTR
+
+    order: list[int] = []
+    early = _early_best(order)
+    killed: list[int] = []
+
+    def killing(spec, task, **kw):  # type: ignore[no-untyped-def]
+        if spec.fidelity == 1.0 and spec.seed < spec.number and not killed:  # seed 0: a late promotion runs
+            killed.append(spec.number)  # with the seed of the earlier trial it goes on from
+            raise KeyboardInterrupt
+        return early(spec, task, **kw)
+
+    monkeypatch.setattr(inline, "run_trial", killing)
+    out = run_search(_config(tmp_path, 14))
+    assert out.interrupted and killed
+    study = _study(tmp_path)
+    victim = next(t for t in study.trials if t.number == killed[0])
+    assert victim.user_attrs["status"] == INTERRUPTED and LATE_ATTR in victim.user_attrs
+    monkeypatch.setattr(inline, "run_trial", early)
+    run_search(_config(tmp_path, 14))
+    study = _study(tmp_path)
+    again = [t for t in study.trials if t.user_attrs.get("requeue_of") == victim.number]
+    assert len(again) == 1 and again[0].user_attrs[LATE_ATTR] == victim.user_attrs[LATE_ATTR]
+    assert again[0].user_attrs["seed"] == next(
+        t for t in study.trials if t.number == victim.user_attrs[LATE_ATTR]).user_attrs["seed"]  # fmt: skip
+    assert again[0].user_attrs[RUNGS_ATTR][-1]["rung"] == 1
+    assert finished_count(study) == 14
+
+
+def test_late_promotion_moves_the_rungs_and_the_state_to_the_new_trial(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ladder's side, step by step: a rung of one promotes none; a later arrival pushes the first trial into
+    the top share; its late trial takes its record (the rung still counts two trials) and its kept state; the
+    lowest-ranked kept state goes first when the states outgrow their cap."""
+    import autoslim.search.ladder as ladder_mod
+    from autoslim.plan import CompressionPlan
+    from autoslim.search.ladder import LATE_ATTR, Ladder
+    from autoslim.search.rungs import Rungs
+    from autoslim.trial import TrialResult
+
+    profiles = [get_profile(p) for p in TINY_PROFILES]
+    costs = {p.name: {p.objective: 1.0} for p in profiles}
+    ladder = Ladder(Rungs((0.2, 1.0), reduction_factor=2, rule="rank", fine_tune="continue"), profiles)
+    study = optuna.create_study(directions=["maximize"])
+
+    def rung0(acc: float, state: bytes) -> optuna.Trial:
+        t = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        assert ladder.first_rung(t, CompressionPlan.from_params({"distill.kd": {"epochs": 3}})) == 0
+        result = TrialResult("ok", accuracy=acc, costs=costs, checkpoint=state)
+        assert not ladder.finish(t, 0, result, 1.0)
+        ladder.park(t, 0, result)
+        study.tell(t, acc)
+        return t
+
+    assert ladder.next_late(lambda r: True) is None
+    first = rung0(0.9, b"first")  # alone at rung 0: none promoted
+    assert ladder.next_late(lambda r: True) is None
+    rung0(0.5, b"second")  # 2 at rung 0: the top 1 is the first
+    assert ladder.next_late(lambda r: False) is None  # its next rung would not end in time
+    assert ladder.next_late(lambda r: True) == (first.number, 0)
+    ladder.promote_late(study, first.number, 0)
+    assert ladder.next_late(lambda r: True) is None  # promoted once
+    late = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    assert late.user_attrs[LATE_ATTR] == first.number and late.params == first.params
+    assert ladder.first_rung(late, CompressionPlan()) == 1 and ladder.seed_of(late) == first.number
+    assert set(ladder.rungs.records[0]) == {late.number, first.number + 1}  # moved, not doubled
+    assert ladder.take_state(late.number) == b"first" and ladder.take_state(late.number) is None
+    # the state cap: the worst-ranked parked state goes first
+    monkeypatch.setattr(ladder_mod, "LATE_STATE_BYTES", 10)
+    rung0(0.1, b"x" * 8)
+    assert set(ladder._states) == {first.number + 1}  # "second" (6 bytes) beat the new 8-byte one
