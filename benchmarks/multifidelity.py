@@ -51,8 +51,7 @@ Run = tuple[pd.DataFrame, float, dt.datetime]  # trials, wall seconds, when it b
 def run(mode: str, seed: int, args: argparse.Namespace, time_budget_s: float | None) -> Run:
     space = load_space(Path(args.space) if args.space else default_space_path())
     profiles = [get_profile(n) for n in space.profiles]
-    name = f"mf_{mode}_s{seed}" + (f"_{args.rule}" * (mode == "multi" and args.rule != "rank"))
-    name += f"_{args.fine_tune}" * (mode == "multi" and args.fine_tune != "restart")
+    name = study_name(mode, seed, args)
     if mode == "multi":
         rungs = space.rungs or Rungs()
         space = dataclasses.replace(space, rungs=Rungs(rungs.fractions, reduction_factor=rungs.reduction_factor,
@@ -66,6 +65,18 @@ def run(mode: str, seed: int, args: argparse.Namespace, time_budget_s: float | N
                        workers=args.workers, multifidelity=mode == "multi")  # fmt: skip
     out = run_search(cfg)
     return out.trials, time.perf_counter() - t0, begun
+
+
+def study_name(mode: str, seed: int, args: argparse.Namespace) -> str:
+    name = f"mf_{mode}_s{seed}" + (f"_{args.rule}" * (mode == "multi" and args.rule != "rank"))
+    return name + f"_{args.fine_tune}" * (mode == "multi" and args.fine_tune != "restart")
+
+
+def late_promotions(folder: Path) -> set[int]:
+    """Trials a late promotion went on from (ASHA's: ``autoslim.search.ladder``): the same plans as their late
+    trials, so the plan count leaves them out."""
+    trials = open_results(folder).study.get_trials(deepcopy=False)
+    return {int(t.user_attrs["late_of"]) for t in trials if isinstance(t.user_attrs.get("late_of"), int)}
 
 
 def runs_dir(args: argparse.Namespace) -> Path:
@@ -141,6 +152,7 @@ def main() -> None:
         for mode, hv in (("full", hv_full), ("multi", hv_multi)):
             curves.append(hv.assign(seed=seed, mode=mode))
         top = multi["rung"].dropna() if "rung" in multi else pd.Series(dtype=float)
+        late = late_promotions(runs_dir(args) / study_name("multi", seed, args))
         for p in profiles:
             f = hv_full[hv_full["profile"] == p.name].set_index("t_s")["hv"]
             m = hv_multi[hv_multi["profile"] == p.name].set_index("t_s")["hv"]
@@ -150,7 +162,8 @@ def main() -> None:
             rows.append({
                 "seed": seed, "profile": p.name, "objective": p.objective,
                 "full_trials": len(full), "full_wall_s": round(wall_full, 1), "full_hv": round(target, 5),
-                "multi_trials": len(multi), "multi_ok": int((multi["status"] == "ok").sum()),
+                "multi_trials": len(multi) - len(late), "multi_late_promotions": len(late),
+                "multi_ok": int((multi["status"] == "ok").sum()),
                 "multi_at_top_rung": int((top == top.max()).sum()) if len(top) else 0,
                 "multi_wall_s": round(wall_multi, 1),
                 "multi_hv_at_full_wall": round(float(m.iloc[-1]), 5),
