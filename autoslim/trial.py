@@ -18,7 +18,7 @@ import io
 import math
 import time
 import traceback
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -64,6 +64,14 @@ STATUSES = ("ok", "infeasible", "failed", "stopped")
 LEGACY_STATUSES = {"pruned": "stopped"}
 # The reason's start for a multi-fidelity trial that stopped below the top rung (autoslim.search.ladder).
 NOT_PROMOTED = "not promoted"
+# A multi-fidelity trial promoted late (autoslim.search.ladder): the number of the turned-down trial it goes on
+# from. Once it has a result it stands for that plan: the turned-down one leaves the budget's count and the table.
+LATE_OF = "late_of"
+
+
+def superseded(attrs: Iterable[Mapping[str, Any]]) -> set[int]:
+    """The trials that late promotions, given by the user attributes of the trials that count, went on from."""
+    return {int(n) for a in attrs if isinstance(n := a.get(LATE_OF), int)}
 
 
 def status_name(recorded: object) -> str:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from autoslim.cost import HardwareProfile
 from autoslim.report.pareto import hypervolume_2d, pareto_front
+from autoslim.trial import superseded
 
 COST_FIELDS = ("latency_ms", "measured_latency_ms", "measured_backend", "model_bytes", "peak_activation_bytes", "macs",
                "energy_mj", "fits", "fit_reason")  # fmt: skip
@@ -25,10 +26,14 @@ STOPPED = ("stopped", "pruned")  # a fine-tune stopped early; "pruned" is the wo
 
 def trials_frame(study: optuna.Study, profiles: Sequence[HardwareProfile]) -> pd.DataFrame:
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    # A trial promoted late (multi-fidelity) carries the rungs of the turned-down trial it went on from: one row
+    # per plan, as the budget counts them.
+    gone = superseded(t.user_attrs for t in trials if t.user_attrs.get("status") not in (None, "interrupted"))
+    for t in trials:
         a = t.user_attrs
-        if "status" not in a:
-            continue  # never ran (queued) or still running
+        if "status" not in a or t.number in gone:
+            continue  # never ran (queued), still running, or went on as a late promotion
         row: dict = {
             "trial": t.number,
             "status": a["status"],

@@ -335,7 +335,8 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
     def _eta_now() -> float | None:
         now = time.monotonic()
         rungs = [Running(r, now - since[t.number]) for t, _, r in running.values()]
-        return _eta_s(clock, now - started, rungs, config.budget, done)
+        # running late promotions are plans already counted in `done`: not new ones taken off the budget's rest
+        return _eta_s(clock, now - started, rungs, config.budget, done - _late(running.values()))
 
     ran, interrupted, out_of_time = 0, False, False
     deadline = time.monotonic() + config.timeout_s if config.timeout_s else None
@@ -350,10 +351,19 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
             while not out_of_time and len(running) < executor.slots:
                 # A free slot goes first to a turned-down trial that later arrivals pushed into its rung's top
                 # share (ASHA's late promotion): it is the same plan, so it takes no new budget slot.
-                late = ladder.next_late(functools.partial(clock.can_promote, elapsed_s=elapsed)) if ladder else None
-                if ladder is not None and late is not None:
-                    ladder.promote_late(study, *late)
-                elif (claimed_count(study) if shared else done + len(running) - _late(running.values())) >= budget:
+                late = None if ladder is None else ladder.next_late(functools.partial(_in_time, clock, elapsed))
+                full = (claimed_count(study) if shared else done + len(running) - _late(running.values())) >= budget
+                if ladder is not None and (late is not None or full):
+                    # Optuna asks the oldest queued trial first: a late promotion is queued only behind nothing,
+                    # and one already queued (a resume after a kill) is asked whether or not the budget is full.
+                    head = _queue_head(study)
+                    if head is not None and LATE_ATTR in head.user_attrs:
+                        pass
+                    elif late is not None and head is None:
+                        ladder.promote_late(study, *late)
+                    elif full:
+                        break
+                elif full:
                     break
                 starting = ask(study)
                 heartbeats.add(starting._trial_id)
@@ -367,7 +377,8 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                 except (ValueError, TypeError) as exc:  # a sampled combination no config accepts
                     _record(study, starting, CompressionPlan(), TrialResult("infeasible", reason=str(exc)), profiles)
                     heartbeats.discard(starting._trial_id)
-                    starting, done, ran = None, done + 1, ran + 1
+                    late_done = LATE_ATTR in starting.user_attrs  # its plan is counted already
+                    starting, done, ran = None, done + (0 if late_done else 1), ran + 1
                     continue
                 floor = accuracy_floor(constraints, headline.base_acc) if config.early_stop else None
                 rung = ladder.first_rung(starting, plan) if ladder is not None else 0
@@ -402,7 +413,11 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                     result, broken = TrialResult("failed", reason=f"worker process died: {exc!r}"), True
                 if ladder is not None:
                     goes_on = ladder.finish(trial, rung, result, held)
-                    if result.status != "failed" and not ladder.runs_once(trial.number):
+                    # Continued rungs' medians are of continuations: a rung that reran the fine-tune from the
+                    # start (a late promotion whose state was not kept, a resume after a kill) stays out.
+                    legs = result.fine_tune_legs or []
+                    reran = rung > 0 and ladder.continues(plan) and len(legs) < 2
+                    if result.status != "failed" and not ladder.runs_once(trial.number) and not reran:
                         clock.add(rung, max(held, result.duration_s))  # a top-rung median of real fine-tunes
                     if goes_on and not broken:
                         ends = time.monotonic() - started
@@ -425,14 +440,16 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                                 on_progress(Progress(done, config.budget, result, headline.text(), trial.number,
                                                      _eta_now(), promoted_to=rung + 1))  # fmt: skip
                             continue
-                        result = ladder.not_promoted(result, rung, "promoted, but the next rung would not end "
-                                                     "within the time budget")  # fmt: skip
-                    elif rung < ladder.top:
+                        why = "promoted, but the next rung would not end within the time budget"
+                    elif goes_on:
+                        why = "promoted, but the worker pool broke"
+                    else:
+                        why = (f"not in the top 1/{ladder.rungs.reduction_factor} of its rung by the "
+                               f"'{ladder.rungs.rule}' rule over every profile")  # fmt: skip
+                    if rung < ladder.top:
                         if result.status == "ok":
                             ladder.park(trial, rung, result)  # it may still be promoted late
-                        result = ladder.not_promoted(
-                            result, rung, f"not in the top 1/{ladder.rungs.reduction_factor} of its rung by "
-                            f"the '{ladder.rungs.rule}' rule over every profile")  # fmt: skip
+                        result = ladder.not_promoted(result, rung, why)
                 specs.pop(trial.number, None)
                 headline.add(result, profiles[0], plan.is_baseline)
                 not_promoted = ladder is not None and ladder.is_not_promoted(result)
@@ -488,6 +505,16 @@ def _run_settings(config: SearchConfig) -> dict[str, Any]:
             "gpus_per_trial": config.gpus_per_trial, "early_stop": config.early_stop, "preflight": config.preflight,
             "storage": config.storage, "warm_start": str(config.warm_start) if config.warm_start else None,
             "multifidelity": config.multifidelity}  # fmt: skip
+
+
+def _in_time(clock: TimeBudget, elapsed_s: float, rung: int, from_start: bool) -> bool:
+    return clock.can_promote(rung, elapsed_s, from_start=from_start)
+
+
+def _queue_head(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The queued trial Optuna's next ``ask`` takes (the oldest waiting one), if any."""
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    return min(waiting, key=lambda t: t.number, default=None)
 
 
 def _late(running: Iterable[tuple[optuna.Trial, CompressionPlan, int]]) -> int:

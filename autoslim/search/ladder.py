@@ -49,13 +49,13 @@ from autoslim.plan import CompressionPlan
 from autoslim.search.rungs import Rungs
 from autoslim.search.study import INTERRUPTED
 from autoslim.techniques import get_technique
-from autoslim.trial import NOT_PROMOTED, TrialResult, can_continue
+from autoslim.trial import LATE_OF, NOT_PROMOTED, TrialResult, can_continue
 
 RUNGS_ATTR = "rungs"  # per trial: its finished rungs, oldest first
 PROMOTED_ATTR = "promoted_to"  # per trial: the rung it was promoted to (set before that rung runs)
 RESUME_ATTR = "resume_rung"  # a queued trial: the rung its interrupted predecessor was running
 CONFIG_ATTR = "rungs_config"  # per study: the ladder it began with (a resume must use the same)
-LATE_ATTR = "late_of"  # a late promotion: the turned-down trial it goes on from
+LATE_ATTR = LATE_OF  # a late promotion: the turned-down trial it goes on from
 SEED_ATTR = "seed_of"  # a late promotion: the trial whose seed it runs with (the first of a chain)
 # Fine-tune states of turned-down trials the driver keeps for late promotion (continued rungs), in all: above it
 # the lowest ranked at its rung is dropped (its late promotion, if any, restarts the rung). A pretrained MiniLM's
@@ -207,24 +207,29 @@ class Ladder:
     # --- late promotion -----------------------------------------------------------------------------------------
 
     def park(self, trial: optuna.Trial, rung: int, result: TrialResult) -> None:
-        """``trial`` was turned down at ``rung``: keep what a late promotion needs (its state, if it came back)."""
+        """``trial`` did not go on from ``rung`` (not in the top share, or promoted but out of time or workers):
+        keep what a late promotion needs (its state, if it came back). It is promotable again, as after a resume."""
+        self.rungs.promoted[rung].discard(trial.number)
         seed_of = int(trial.user_attrs.get(SEED_ATTR, trial.number))
         self._parked[trial.number] = _Parked(rung, dict(trial.params), seed_of)
         if result.checkpoint is not None:
             self._states[trial.number] = result.checkpoint
             self._trim_states()
 
-    def next_late(self, can_promote: Callable[[int], bool]) -> tuple[int, int] | None:
+    def next_late(self, can_promote: Callable[[int, bool], bool]) -> tuple[int, int] | None:
         """The turned-down trial to promote now, as (trial, rung): the best one the trials recorded since pushed
-        into its rung's top share, from the highest rung whose next rung ``can_promote`` (in time)."""
+        into its rung's top share, from the highest rung where ``can_promote(rung, from_start)`` says its next
+        rung ends in time (``from_start``: continued rungs, but no state kept, so it reruns the fine-tune)."""
         if not self._parked:
             return None
         for rung in range(self.top - 1, -1, -1):
-            if not any(p.rung == rung for p in self._parked.values()) or not can_promote(rung):
+            if not any(p.rung == rung for p in self._parked.values()):
                 continue
-            for t in self.rungs.promotable(rung):
-                if t in self._parked and self._parked[t].rung == rung:
-                    return t, rung
+            best = next((t for t in self.rungs.promotable(rung)
+                         if t in self._parked and self._parked[t].rung == rung), None)  # fmt: skip
+            from_start = self.rungs.fine_tune == "continue" and best not in self._states
+            if best is not None and can_promote(rung, from_start):
+                return best, rung
         return None
 
     def promote_late(self, study: optuna.Study, number: int, rung: int) -> None:

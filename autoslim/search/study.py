@@ -21,6 +21,7 @@ from autoslim.cost import HardwareProfile
 from autoslim.search.journal import JOURNAL_NAME, check_journal, check_one_study
 from autoslim.search.storage import rdb_storage
 from autoslim.search.windowed_tpe import WindowedTPESampler
+from autoslim.trial import LATE_OF, superseded
 
 INTERRUPTED = "interrupted"
 # Statuses told as COMPLETE / PRUNED, never FAIL ("pruned": what studies before the rename to "stopped" stored).
@@ -139,15 +140,17 @@ def finished_count(study: optuna.Study) -> int:
 
 def _superseded(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
     """Trials whose late promotion (``autoslim.search.ladder``, ``late_of``) has finished and counts instead."""
-    return {int(n) for t in trials if isinstance(n := t.user_attrs.get("late_of"), int) and counts_as_finished(t)}
+    return superseded(t.user_attrs for t in trials if counts_as_finished(t))
 
 
 def _holds_slot(t: optuna.trial.FrozenTrial, gone: set[int]) -> bool:
     """Whether ``t`` takes a budget slot: finished, or running; not a late promotion still under way (the
-    turned-down trial it goes on from holds its slot until it finishes)."""
+    turned-down trial it goes on from holds its slot until it finishes). Multi-fidelity refuses a shared
+    ``--storage`` today, so claimed_count and beyond_budget see no late promotion yet; they agree with
+    finished_count for when it does."""
     if t.number in gone:
         return False
-    return counts_as_finished(t) or (t.state.name == "RUNNING" and "late_of" not in t.user_attrs)
+    return counts_as_finished(t) or (t.state.name == "RUNNING" and LATE_OF not in t.user_attrs)
 
 
 def fail_stale_trials(study: optuna.Study) -> int:

@@ -97,8 +97,16 @@ class TimeBudget:
         expected = self.expected_s(rung)
         return expected is None or elapsed_s + expected <= self.budget_s
 
-    def can_promote(self, rung: int, elapsed_s: float) -> bool:
-        """Whether continuing a trial from ``rung`` to ``rung + 1`` is expected to end within the budget."""
+    def can_promote(self, rung: int, elapsed_s: float, *, from_start: bool = False) -> bool:
+        """Whether continuing a trial from ``rung`` to ``rung + 1`` is expected to end within the budget.
+        ``from_start``: this one reruns the fine-tune up to ``rung + 1`` from the start though rungs go on from
+        each other (a late promotion whose state was not kept): it is priced as that much more."""
+        if from_start and not self.restart and self.budget_s is not None:
+            expected = self.expected_s(rung + 1)
+            if expected is not None:
+                nxt = min(rung + 1, len(self.fractions) - 1)
+                expected *= self.fractions[nxt] / max(self._share(nxt), 1e-9)
+                return elapsed_s < self.budget_s and elapsed_s + expected <= self.budget_s
         return self.can_start(elapsed_s, rung=rung + 1)
 
     def time_left_s(self, elapsed_s: float) -> float | None:

@@ -330,6 +330,9 @@ def test_a_turned_down_trial_is_promoted_late_as_a_new_trial_of_the_same_plan_an
             assert t.user_attrs["fine_tune_legs"] == [0.2, 1.0]
     assert finished_count(study) == 14  # every plan once: a late promotion takes no new slot
     assert len(study.trials) == 14 + len(late)
+    # one row per plan: the turned-down trial's row is gone, its late trial holds its rungs
+    assert sorted(out.trials["trial"]) == sorted(t.number for t in study.trials if t.number not in
+                                                 {x.user_attrs[LATE_ATTR] for x in late})  # fmt: skip
     # the ladder counts the plan once at rung 0 (under its late trial) and once as promoted
     rows = ladder_rows(study)
     ran0 = sum(1 for t in study.trials if t.number not in {x.user_attrs[LATE_ATTR] for x in late}
@@ -398,20 +401,55 @@ def test_late_promotion_moves_the_rungs_and_the_state_to_the_new_trial(monkeypat
         study.tell(t, acc)
         return t
 
-    assert ladder.next_late(lambda r: True) is None
+    assert ladder.next_late(lambda r, from_start: True) is None
     first = rung0(0.9, b"first")  # alone at rung 0: none promoted
-    assert ladder.next_late(lambda r: True) is None
+    assert ladder.next_late(lambda r, from_start: True) is None
     rung0(0.5, b"second")  # 2 at rung 0: the top 1 is the first
-    assert ladder.next_late(lambda r: False) is None  # its next rung would not end in time
-    assert ladder.next_late(lambda r: True) == (first.number, 0)
+    assert ladder.next_late(lambda r, from_start: False) is None  # its next rung would not end in time
+    assert ladder.next_late(lambda r, from_start: True) == (first.number, 0)
     ladder.promote_late(study, first.number, 0)
-    assert ladder.next_late(lambda r: True) is None  # promoted once
+    assert ladder.next_late(lambda r, from_start: True) is None  # promoted once
     late = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     assert late.user_attrs[LATE_ATTR] == first.number and late.params == first.params
     assert ladder.first_rung(late, CompressionPlan()) == 1 and ladder.seed_of(late) == first.number
     assert set(ladder.rungs.records[0]) == {late.number, first.number + 1}  # moved, not doubled
     assert ladder.take_state(late.number) == b"first" and ladder.take_state(late.number) is None
+    # a trial promoted but then not run (out of time, a broken pool) is parked and promotable again
+    third = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    ladder.first_rung(third, CompressionPlan.from_params({"distill.kd": {"epochs": 3}}))
+    assert ladder.finish(third, 0, TrialResult("ok", accuracy=0.95, costs=costs), 1.0)  # top 1 of 3
+    ladder.park(third, 0, TrialResult("ok", accuracy=0.95, costs=costs))
+    study.tell(third, 0.95)
+    assert ladder.next_late(lambda r, from_start: True) == (third.number, 0)
+    assert ladder.next_late(lambda r, from_start: not from_start) is None  # no state kept: it reruns rung 1
     # the state cap: the worst-ranked parked state goes first
     monkeypatch.setattr(ladder_mod, "LATE_STATE_BYTES", 10)
-    rung0(0.1, b"x" * 8)
-    assert set(ladder._states) == {first.number + 1}  # "second" (6 bytes) beat the new 8-byte one
+    newest = rung0(0.1, b"x" * 8)
+    assert ladder.take_state(newest.number) is None  # over the cap: the lowest ranked went
+    assert ladder.take_state(first.number + 1) == b"second"
+
+
+def test_a_late_promotion_queued_before_a_kill_runs_on_resume_though_the_budget_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill between queuing a late promotion and asking it leaves it waiting in a study whose budget is full:
+    the resume runs it (the plan is counted already) and the count stays the budget."""
+    import autoslim.execution.inline as inline
+    from autoslim.search.ladder import LATE_ATTR, PROMOTED_ATTR, RESUME_ATTR, SEED_ATTR
+
+    monkeypatch.setattr(inline, "run_trial", _early_best([]))
+    run_search(_config(tmp_path, 10))
+    study = _study(tmp_path)
+    gone = {t.user_attrs.get(LATE_ATTR) for t in study.trials}
+    parked = [t for t in study.trials if t.user_attrs.get("status") == "stopped" and t.number not in gone
+              and t.user_attrs["reason"].startswith(NOT_PROMOTED)]  # fmt: skip
+    assert parked and finished_count(study) == 10
+    p = parked[0]
+    study.enqueue_trial(p.params, user_attrs={"requeue_of": p.number, LATE_ATTR: p.number, SEED_ATTR: p.number,
+                                              RUNGS_ATTR: p.user_attrs[RUNGS_ATTR], RESUME_ATTR: 1,
+                                              PROMOTED_ATTR: 1})  # fmt: skip
+    out = run_search(_config(tmp_path, 10))
+    study = _study(tmp_path)
+    late = [t for t in study.trials if t.user_attrs.get(LATE_ATTR) == p.number]
+    assert len(late) == 1 and late[0].state.is_finished() and late[0].user_attrs[RUNGS_ATTR][-1]["rung"] == 1
+    assert out.ran >= 1 and finished_count(study) == 10

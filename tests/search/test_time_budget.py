@@ -73,3 +73,16 @@ def test_restarted_rungs_are_scaled_by_their_whole_share() -> None:
     assert budget.expected_s(1) == pytest.approx(30.0)
     assert budget.expected_s(2) == pytest.approx(90.0)
     assert budget.can_promote(0, elapsed_s=65.0) and not budget.can_promote(0, elapsed_s=75.0)
+
+
+def test_a_continued_rung_rerun_from_the_start_is_priced_as_the_whole_share() -> None:
+    """Continued rungs measure continuations (rung 1 adds 2/9 of the fine-tune); a late promotion whose state was
+    not kept reruns 1/3 from the start: 1.5x that continuation."""
+    budget = TimeBudget(100.0, fractions=(1 / 9, 1 / 3, 1.0))
+    budget.add(1, 20.0)  # a measured continuation
+    assert budget.can_promote(0, elapsed_s=75.0)  # 75 + 20 <= 100
+    assert not budget.can_promote(0, elapsed_s=75.0, from_start=True)  # 75 + 30 > 100
+    assert budget.can_promote(0, elapsed_s=70.0, from_start=True)
+    assert TimeBudget(None).can_promote(0, elapsed_s=1e9, from_start=True)
+    restart = TimeBudget(100.0, fractions=(1 / 9, 1 / 3, 1.0), restart=True, durations={1: [30.0]})
+    assert restart.can_promote(0, 70.0, from_start=True) == restart.can_promote(0, 70.0)  # already whole
