@@ -6,7 +6,8 @@ with a time budget equal to the full search's wall time, both on the same worker
 (cost as a share of 1.1x the baseline's, as ``autoslim compare``) is followed over wall time from the trials'
 completion times: only trials told ok (the top rung) count, as only they are on the fronts.
 
-Reported per seed and profile: each search's final hypervolume, the wall time the multi-fidelity search took to
+Reported per seed and profile: the plans each search ran (a late promotion goes on with a plan already counted:
+``multi_late_promotions``), each search's final hypervolume, the wall time the multi-fidelity search took to
 reach the full search's final hypervolume (and its share of the full search's wall time), and the multi-fidelity
 hypervolume at the full search's wall time.
 
