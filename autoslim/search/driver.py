@@ -357,11 +357,10 @@ def _run_search(config: SearchConfig, on_progress: Callable[[Progress], None] | 
                     # Optuna asks the oldest queued trial first: a late promotion is queued only behind nothing,
                     # and one already queued (a resume after a kill) is asked whether or not the budget is full.
                     head = _queue_head(study)
-                    if head is not None and LATE_ATTR in head.user_attrs:
-                        pass
-                    elif late is not None and head is None:
+                    late_queued = head is not None and LATE_ATTR in head.user_attrs  # asked next, full or not
+                    if not late_queued and late is not None and head is None:
                         ladder.promote_late(study, *late)
-                    elif full:
+                    elif not late_queued and full:
                         break
                 elif full:
                     break

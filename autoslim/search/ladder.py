@@ -71,6 +71,11 @@ class _Parked:
     params: dict[str, Any]
     seed_of: int
 
+    @classmethod
+    def of(cls, trial: optuna.trial.FrozenTrial | optuna.Trial, rung: int) -> _Parked:
+        # A late promotion of a late promotion keeps the first trial's seed.
+        return cls(rung, dict(trial.params), int(trial.user_attrs.get(SEED_ATTR, trial.number)))
+
 
 class RungsChangedError(ValueError):
     """A study resumed with other rungs than it began with."""
@@ -159,7 +164,7 @@ class Ladder:
                     and a.get(RUNGS_ATTR):  # fmt: skip
                 rung = int(a[RUNGS_ATTR][-1]["rung"])
                 if rung < self.top and t.number not in self.rungs.promoted[rung]:
-                    self._parked[t.number] = _Parked(rung, dict(t.params), int(a.get(SEED_ATTR, t.number)))
+                    self._parked[t.number] = _Parked.of(t, rung)
         return notes
 
     def durations(self) -> list[tuple[int, float]]:
@@ -210,8 +215,7 @@ class Ladder:
         """``trial`` did not go on from ``rung`` (not in the top share, or promoted but out of time or workers):
         keep what a late promotion needs (its state, if it came back). It is promotable again, as after a resume."""
         self.rungs.promoted[rung].discard(trial.number)
-        seed_of = int(trial.user_attrs.get(SEED_ATTR, trial.number))
-        self._parked[trial.number] = _Parked(rung, dict(trial.params), seed_of)
+        self._parked[trial.number] = _Parked.of(trial, rung)
         if result.checkpoint is not None:
             self._states[trial.number] = result.checkpoint
             self._trim_states()
