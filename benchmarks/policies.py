@@ -3,6 +3,7 @@
     python benchmarks/policies.py [--seeds 5] [--uniform-seeds 3] [--budget 50] [--workers 2] [--only table]
     python benchmarks/policies.py --zoo zoo-resnet18,zoo-bert-cls [--zoo-seeds 3] [--zoo-budget 30]
     python benchmarks/policies.py --zoo zoo-minilm-embed --zoo-seed-list 0 --zoo-spaces uniform [--zoo-resume]
+    python benchmarks/policies.py --zoo zoo-minilm-embed --zoo-budget 24 --zoo-rungs continue   # multi-fidelity
 
 1. The sensitivity table of the default task (quantize bits, unstructured amounts, structured ratios per channel
    group), measured cold: seconds.
@@ -233,18 +234,21 @@ def plot(df: pd.DataFrame) -> None:
 
 
 def zoo(models: list[str], budget: int, workers: int, seeds: list[int], spaces: list[str], resume: bool = False,
-        ) -> pd.DataFrame:
+        rungs: str | None = None) -> pd.DataFrame:  # fmt: skip
     """Both spaces per model and seed. Rows already in policies_zoo.csv for other (model, space, seed) are kept, so
     a slow model can be measured a seed and a space at a time; ``resume`` continues an interrupted study (its
-    wall_s is then this call's only) instead of starting it again."""
+    wall_s is then this call's only) instead of starting it again. ``rungs`` (restart / continue) runs both spaces
+    as multi-fidelity searches (1/9, 1/3, 1; eta 3; hypervolume rule) with that fine-tune: the budget still
+    counts plans, so the comparison stays at the same budget, in less time on a model whose trials take minutes."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from real_models import SPACES, profiles_for, space_for
 
     csv = OUT / "policies_zoo.csv"
     earlier = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["model", "space", "seed"])
-    runs = set(itertools.product(models, spaces, seeds))
-    keep = [(m, sp, int(se)) not in runs for m, sp, se in zip(earlier["model"], earlier["space"], earlier["seed"],
-                                                              strict=True)]  # fmt: skip
+    runs = set(itertools.product(models, spaces, seeds, [rungs or "none"]))
+    ladders = earlier["rungs"].fillna("none") if "rungs" in earlier else ["none"] * len(earlier)
+    keep = [(m, sp, int(se), lad) not in runs
+            for m, sp, se, lad in zip(earlier["model"], earlier["space"], earlier["seed"], ladders, strict=True)]  # fmt: skip
     rows: list[dict] = earlier[keep].to_dict("records")
     for model in models:
         name = space_for(model)
@@ -263,9 +267,12 @@ def zoo(models: list[str], budget: int, workers: int, seeds: list[int], spaces: 
                 per_layer["techniques"][tech] |= {"policy": ["uniform", "sensitivity"], "target_of": "input",
                                                   "target": {"float": [0.1, 0.8], "log": True}}  # fmt: skip
         bodies = {"uniform": data, "per-layer": per_layer}
+        if rungs is not None:
+            for body in bodies.values():
+                body["rungs"] = {"rule": "hypervolume", "fine_tune": rungs}
         for seed, label in itertools.product(seeds, spaces):
             body = bodies[label]
-            study = f"{model}-{label}-s{seed}"
+            study = f"{model}-{label}-s{seed}" + (f"-mf-{rungs}" if rungs else "")
             if not resume:
                 shutil.rmtree(RUNS / study, ignore_errors=True)
             t0 = time.perf_counter()
@@ -274,7 +281,7 @@ def zoo(models: list[str], budget: int, workers: int, seeds: list[int], spaces: 
                                workers=workers)  # fmt: skip
             outcome = run_search(cfg)
             for r in search_rows(outcome.trials, profiles, label, seed, time.perf_counter() - t0):
-                rows.append({"model": model, **r})
+                rows.append({"model": model, **r, "rungs": rungs or "none"})
             print(f"{study}: {time.perf_counter() - t0:.0f} s", flush=True)
             pd.DataFrame(rows).sort_values(["model", "space", "seed"], kind="stable").to_csv(csv, index=False)
     return pd.DataFrame(rows)
@@ -296,6 +303,8 @@ def main() -> None:
     ap.add_argument("--zoo-spaces", default="uniform,per-layer", help="which of the two spaces to run")
     ap.add_argument("--zoo-resume", action="store_true", help="continue interrupted zoo studies, not restart them")
     ap.add_argument("--zoo-budget", type=int, default=30, help="trials per zoo search (recipes and baseline included)")
+    ap.add_argument("--zoo-rungs", choices=["restart", "continue"], default=None,
+                    help="run both zoo spaces as multi-fidelity searches with rungs of this fine-tune")  # fmt: skip
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.only == "plot":
@@ -304,7 +313,7 @@ def main() -> None:
     if args.zoo:
         seeds = [int(x) for x in args.zoo_seed_list.split(",")] if args.zoo_seed_list else list(range(args.zoo_seeds))
         df = zoo(args.zoo.split(","), args.zoo_budget, args.workers, seeds, args.zoo_spaces.split(","),
-                 args.zoo_resume)  # fmt: skip
+                 args.zoo_resume, args.zoo_rungs)  # fmt: skip
         print(df.pivot_table(index=["model", "profile"], columns="space", values=["hypervolume", "best_1pp_x"]))
         return
     if args.only != "search":

@@ -90,7 +90,8 @@ def matched(model: str, profile: str, ratios: list[float], targets: list[float],
 def plot(df: pd.DataFrame, profile: str, path: Path) -> None:
     plans = df[(df["kind"] == "plan") & (df["status"] == "ok")]
     models = list(dict.fromkeys(plans["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(4.4 * len(models), 3.8), squeeze=False, dpi=100)
+    # At least 7 inches wide: the suptitle and the y label fit beside a single model's panel
+    fig, axes = plt.subplots(1, len(models), figsize=(max(7.0, 4.4 * len(models)), 4.2), squeeze=False, dpi=100)
     col = f"{profile}.latency_ms"
     for ax, model in zip(axes[0], models, strict=True):
         for label, color in (("uniform", "#4c72b0"), ("per-group", "#dd8452")):
@@ -101,7 +102,7 @@ def plot(df: pd.DataFrame, profile: str, path: Path) -> None:
         ax.set(
             title=model,
             xlabel=f"{profile} latency (ms)",
-            ylabel="validation metric (%): accuracy; MiniLM: cosine to the teacher",
+            ylabel="validation metric (%)\n(accuracy; MiniLM: cosine; CREPE: raw pitch acc.)",
         )
         ax.legend(fontsize=7)
     fig.suptitle("channels per group (sensitivity, latency target) vs. one ratio, each then KD 4 ep + int8", fontsize=9)
