@@ -247,8 +247,8 @@ def zoo(models: list[str], budget: int, workers: int, seeds: list[int], spaces: 
     earlier = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["model", "space", "seed"])
     runs = set(itertools.product(models, spaces, seeds, [rungs or "none"]))
     ladders = earlier["rungs"].fillna("none") if "rungs" in earlier else ["none"] * len(earlier)
-    keep = [(m, sp, int(se), lad) not in runs
-            for m, sp, se, lad in zip(earlier["model"], earlier["space"], earlier["seed"], ladders, strict=True)]  # fmt: skip
+    keys = zip(earlier["model"], earlier["space"], earlier["seed"], ladders, strict=True)
+    keep = [(m, sp, int(se), lad) not in runs for m, sp, se, lad in keys]
     rows: list[dict] = earlier[keep].to_dict("records")
     for model in models:
         name = space_for(model)
