@@ -280,6 +280,9 @@ def zoo(models: list[str], budget: int, workers: int, seeds: list[int], spaces: 
                                budget=budget, task=model, study=study, results_dir=RUNS, seed=seed,
                                workers=workers)  # fmt: skip
             outcome = run_search(cfg)
+            if outcome.interrupted:  # a stopped study is not a row: --zoo-resume finishes it, then it is written
+                print(f"{study}: interrupted after {outcome.ran} trial(s); not written", flush=True)
+                return pd.DataFrame(rows)
             for r in search_rows(outcome.trials, profiles, label, seed, time.perf_counter() - t0):
                 rows.append({"model": model, **r, "rungs": rungs or "none"})
             print(f"{study}: {time.perf_counter() - t0:.0f} s", flush=True)
